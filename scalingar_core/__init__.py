@@ -1,0 +1,10 @@
+"""ScalingAR: test-time scaling of next-token-prediction image models from their own logits.
+
+Framework-independent: nothing here imports ComfyUI.
+"""
+from .config import (BaselineConfig, GateConfig, ProfileConfig, RunConfig, SamplingConfig,
+                     SchedulerConfig, STRATEGIES)
+from .protocol import ARModel, DecodeSession, ModelInfo, SamplingDefaults
+
+__all__ = ["ARModel", "BaselineConfig", "DecodeSession", "GateConfig", "ModelInfo", "ProfileConfig",
+           "RunConfig", "STRATEGIES", "SamplingConfig", "SamplingDefaults", "SchedulerConfig"]

@@ -1,0 +1,262 @@
+"""Every setting of ScalingAR (``shared/method.md`` §3) with its default, validated on construction.
+
+Settings marked RECONSTRUCTED are our reading where no source gives the value or the rule; each says what
+the alternative reading is, so it can be switched without touching the engine.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+STRATEGIES = ("scalingar", "plain", "best_of_n", "importance_sampling", "random_prune")
+
+
+def _check(name: str, value: Any, ok: bool, allowed: str) -> None:
+    if not ok:
+        raise ValueError(f"invalid setting {name}={value!r}: allowed {allowed}")
+
+
+def _unit(name: str, value: float, *, open_low=False, open_high=False) -> None:
+    lo_ok = value > 0 if open_low else value >= 0
+    hi_ok = value < 1 if open_high else value <= 1
+    _check(name, value, isinstance(value, (int, float)) and lo_ok and hi_ok and math.isfinite(value),
+           f"{'(' if open_low else '['}0, 1{')' if open_high else ']'}")
+
+
+def _positive_int(name: str, value: int, minimum: int = 1) -> None:
+    _check(name, value, isinstance(value, int) and not isinstance(value, bool) and value >= minimum,
+           f"an integer >= {minimum}")
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    _check(name, value, value in choices, "one of " + ", ".join(repr(c) for c in choices))
+
+
+class _Config:
+    """Shared helpers: dict round trip that rejects unknown keys with a clear message."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None):
+        data = dict(data or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} setting(s) {unknown}: known settings are {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass
+class SamplingConfig(_Config):
+    """How tokens are drawn. ``None`` means "the base model's own default" (resolved by the sampler)."""
+
+    num_trajectories: int = 8
+    seed: int = 0
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    cfg_scale: float | None = None
+
+    def __post_init__(self):
+        _positive_int("num_trajectories", self.num_trajectories)
+        _check("seed", self.seed, isinstance(self.seed, int) and 0 <= self.seed < 2**63, "an integer in [0, 2^63)")
+        if self.temperature is not None:
+            _check("temperature", self.temperature, self.temperature > 0 and math.isfinite(self.temperature), "> 0")
+        if self.top_k is not None:
+            _check("top_k", self.top_k, isinstance(self.top_k, int) and self.top_k >= 0,
+                   "an integer >= 0 (0 = off) and <= the vocabulary size")
+        if self.top_p is not None:
+            _check("top_p", self.top_p, 0 < self.top_p <= 1, "(0, 1]")
+        if self.cfg_scale is not None:
+            _check("cfg_scale", self.cfg_scale, self.cfg_scale >= 0 and math.isfinite(self.cfg_scale), ">= 0")
+
+    def check_vocab(self, vocab_size: int) -> None:
+        if self.top_k is not None:
+            _check("top_k", self.top_k, self.top_k <= vocab_size, f"[0, {vocab_size}] for this model's vocabulary")
+
+
+@dataclass
+class ProfileConfig(_Config):
+    """Profile level, eqs. (5)–(12): how one calibrated confidence C per trajectory is formed."""
+
+    alpha_h: float = 0.5  # eq. 5 entropy weight (v3 table; v3 §D.2 finds 0.7/0.3 slightly better, A17)
+    alpha_m: float = 0.5  # eq. 5 margin weight
+    lambda_tok: float = 0.2  # eq. 6, weight on the new observation (A3)
+    block_size: int = 4  # eq. 7, b
+    min_fill: float = 0.5
+    """eq. 7 fill ratio ρ_min. RECONSTRUCTED: half a block (2 of 4 rows under raster order)."""
+    worst_fraction: float = 0.1  # eq. 7, q
+    neutral_block_score: float = 0.5
+    """B before any block is eligible. RECONSTRUCTED (A6): neutral 0.5; the alternative drops the term."""
+    w_tok: float = 0.65  # eq. 8
+    w_blk: float = 0.35  # eq. 8
+    lambda_i: float = 0.2  # eq. 8 EMA
+    lambda_d: float = 0.2
+    """eq. 10 EMA of D. RECONSTRUCTED: same as the other EMAs (v1 never defines D̂)."""
+    w_i: float = 0.75  # eq. 11
+    w_d: float = 0.25  # eq. 11
+    calibrate: bool = False
+    """eq. 11 optional affine-sigmoid C ← σ(a·C + b). RECONSTRUCTED: off (v1 'optional', v3 dropped it)."""
+    calib_a: float = 6.0
+    calib_b: float = -3.0
+    roll_window: int = 64
+    """L_roll, steps in the rolling min–max of eq. 7 and the z-score of eq. 9. RECONSTRUCTED (A5)."""
+    entropy_source: str = "guided"
+    """A1, RECONSTRUCTED: entropy and margin of the guided distribution at the previous step's CFG
+    ('guided', what is sampled) or of the conditional distribution ('conditional')."""
+    normalisation: str = "pooled"
+    """A4, RECONSTRUCTED: population of the rolling min–max (B) and z-score (D): 'pooled' over all active
+    trajectories of the prompt in the trailing window (comparable across candidates), 'per_trajectory'
+    (each against its own past), or 'cross_sectional' (this step's active trajectories only)."""
+    eps: float = 1e-6
+
+    def __post_init__(self):
+        for name in ("alpha_h", "alpha_m", "w_tok", "w_blk", "w_i", "w_d", "neutral_block_score"):
+            _unit(name, getattr(self, name))
+        for name in ("lambda_tok", "lambda_i", "lambda_d"):
+            _unit(name, getattr(self, name), open_low=True)
+        _unit("min_fill", self.min_fill, open_low=True)
+        _unit("worst_fraction", self.worst_fraction, open_low=True)
+        _positive_int("block_size", self.block_size)
+        _positive_int("roll_window", self.roll_window)
+        _choice("entropy_source", self.entropy_source, ("guided", "conditional"))
+        _choice("normalisation", self.normalisation, ("pooled", "per_trajectory", "cross_sectional"))
+        _check("eps", self.eps, 0 < self.eps < 1e-2, "(0, 0.01)")
+        _check("calib_a", self.calib_a, math.isfinite(self.calib_a), "a finite number")
+        _check("calib_b", self.calib_b, math.isfinite(self.calib_b), "a finite number")
+        _check("w_tok + w_blk", self.w_tok + self.w_blk, self.w_tok + self.w_blk > 0, "> 0")
+        _check("w_i + w_d", self.w_i + self.w_d, self.w_i + self.w_d > 0, "> 0")
+
+
+@dataclass
+class GateConfig(_Config):
+    """Policy level, adaptive termination gate: eq. (13) plus recovery, protection horizon and hard fail."""
+
+    enabled: bool = True
+    warmup_fraction: float = 0.125  # W_0 as a fraction of T
+    quantile: float = 0.2  # p
+    lambda_theta: float = 0.2  # eq. 13 EMA rate
+    update_interval: int = 1
+    """K. RECONSTRUCTED (A8): every step as in v3 Algorithm 1; v1 says 'every K steps' (alternative 8),
+    pooling the C values of the last K steps of the active trajectories."""
+    theta_init: str = "warmup_pool"
+    """A8, RECONSTRUCTED: θ at the end of warm-up is the p-quantile of every C of the warm-up steps
+    ('warmup_pool') or of the active trajectories' current C ('current', v3 Algorithm 1)."""
+    recovery_window: int = 32  # Δ_rec
+    delta_rec: float = 0.05  # relative rebound R that counts as recovery
+    delta_gap: float = 0.02
+    """Absolute rebound C − C_min that counts as recovery. RECONSTRUCTED (A12): measured from the running
+    minimum; matches the 5 % relative test at C ≈ 0.4."""
+    protection_fraction: float = 0.125
+    """H_prot as a fraction of T. RECONSTRUCTED (A13): equal to W_0; 0.25 is the conservative reading."""
+    hard_fail: float = 0.10
+    """c_hard. RECONSTRUCTED (A14): absolute floor on C; with hard_fail_mode='relative' it is a fraction of θ
+    (the scale-free reading, e.g. 0.5·θ)."""
+    hard_fail_mode: str = "absolute"
+    min_survivors: int = 1
+    """Never remove the last ``min_survivors`` trajectories. RECONSTRUCTED (A15): the paper lets all die."""
+
+    def __post_init__(self):
+        _unit("warmup_fraction", self.warmup_fraction, open_high=True)
+        _unit("protection_fraction", self.protection_fraction, open_high=True)
+        _unit("quantile", self.quantile, open_low=True, open_high=True)
+        _unit("lambda_theta", self.lambda_theta, open_low=True)
+        _positive_int("update_interval", self.update_interval)
+        _positive_int("recovery_window", self.recovery_window)
+        _positive_int("min_survivors", self.min_survivors)
+        _choice("theta_init", self.theta_init, ("warmup_pool", "current"))
+        _choice("hard_fail_mode", self.hard_fail_mode, ("absolute", "relative"))
+        _check("delta_rec", self.delta_rec, self.delta_rec >= 0, ">= 0")
+        _check("delta_gap", self.delta_gap, self.delta_gap >= 0, ">= 0")
+        _check("hard_fail", self.hard_fail, 0 <= self.hard_fail <= 1, "[0, 1]")
+
+
+@dataclass
+class SchedulerConfig(_Config):
+    """Policy level, guidance scheduler: eqs. (14)–(15), per-trajectory CFG."""
+
+    enabled: bool = True
+    alpha: float = 0.3  # condition-utilisation (drift correction) gain
+    beta: float = 0.4  # intrinsic-volatility gain
+    gamma: float = 0.4  # rebound (diversity) gain
+    vol_window: int = 16
+    """L_vol, steps of I in the volatility term. RECONSTRUCTED (A5)."""
+    vol_measure: str = "var"
+    """A9, RECONSTRUCTED: Vol(I) as the variance (v3 'Var(I)', literal) or the standard deviation."""
+    form: str = "additive"
+    """A9, RECONSTRUCTED: target s* = s_base + Δs ('additive', v3 Algorithm 1) or s_base·(1 + Δs)
+    ('multiplicative', a reading that gives the scheduler a larger effect)."""
+    update: str = "target_ema"
+    """A10, RECONSTRUCTED: s_t = (1−η)s_{t−1} + η·s* ('target_ema') or s_t = s_{t−1} + η·Δs ('integrating')."""
+    eta: float = 0.2  # RECONSTRUCTED smoothing
+    deadband: float = 0.05  # RECONSTRUCTED, CFG units
+    clamp_below: float = 2.0
+    """RECONSTRUCTED clamp: s ∈ [max(min_scale, s_base − clamp_below), s_base + clamp_above]."""
+    clamp_above: float = 2.0
+    min_scale: float = 1.0
+
+    def __post_init__(self):
+        for name in ("alpha", "beta", "gamma", "deadband", "clamp_below", "clamp_above", "min_scale"):
+            v = getattr(self, name)
+            _check(name, v, isinstance(v, (int, float)) and v >= 0 and math.isfinite(v), ">= 0")
+        _unit("eta", self.eta, open_low=True)
+        _positive_int("vol_window", self.vol_window)
+        _choice("vol_measure", self.vol_measure, ("var", "std"))
+        _choice("form", self.form, ("additive", "multiplicative"))
+        _choice("update", self.update, ("target_ema", "integrating"))
+
+
+@dataclass
+class BaselineConfig(_Config):
+    """Settings of the baselines run on the same sampler."""
+
+    score: str = "token_confidence"
+    """Best-of-N / IS intrinsic score when no reward callable is given: mean token confidence c_t
+    ('token_confidence'), self-certainty ('self_certainty'), or the final ScalingAR C ('confidence')."""
+    is_fractions: tuple[float, ...] = (0.46, 0.69)
+    """IS resampling points as fractions of T, snapped to row boundaries. RECONSTRUCTED (A19): TTS-VAR's
+    scale indices 6 and 9 of 13 mapped to sequence fractions."""
+    is_lambda: float = 10.0  # w_i = exp(λ·r_i), TTS-VAR
+
+    def __post_init__(self):
+        _choice("score", self.score, ("token_confidence", "self_certainty", "confidence"))
+        self.is_fractions = tuple(float(f) for f in self.is_fractions)
+        for f in self.is_fractions:
+            _check("is_fractions", self.is_fractions, 0 < f < 1, "fractions in (0, 1)")
+        _check("is_lambda", self.is_lambda, self.is_lambda >= 0 and math.isfinite(self.is_lambda), ">= 0")
+
+
+@dataclass
+class RunConfig(_Config):
+    """Everything one generation needs besides the model and the condition."""
+
+    strategy: str = "scalingar"
+    sampling: SamplingConfig = None  # type: ignore[assignment]
+    profile: ProfileConfig = None  # type: ignore[assignment]
+    gate: GateConfig = None  # type: ignore[assignment]
+    scheduler: SchedulerConfig = None  # type: ignore[assignment]
+    baseline: BaselineConfig = None  # type: ignore[assignment]
+
+    def __post_init__(self):
+        _choice("strategy", self.strategy, STRATEGIES)
+        for name, cls in (("sampling", SamplingConfig), ("profile", ProfileConfig), ("gate", GateConfig),
+                          ("scheduler", SchedulerConfig), ("baseline", BaselineConfig)):
+            value = getattr(self, name)
+            if value is None:
+                setattr(self, name, cls())
+            elif isinstance(value, dict):
+                setattr(self, name, cls.from_dict(value))
+            elif not isinstance(value, cls):
+                raise ValueError(f"invalid setting {name}: expected {cls.__name__} or dict, got {type(value).__name__}")
+
+    @classmethod
+    def from_dict(cls, data: dict | None):
+        data = dict(data or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown RunConfig setting(s) {unknown}: known settings are {sorted(known)}")
+        return cls(**data)

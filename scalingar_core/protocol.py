@@ -1,0 +1,82 @@
+"""The model protocol every NTP image model implements to be sampled by the ScalingAR engine.
+
+The engine never touches a model's internals. It needs four things:
+
+* ``ARModel.encode(prompt)`` turns user input into a model-specific condition object
+  (T5 features for LlamaGen text-to-image, a class id for class-to-image, caption ids for the toy model).
+* ``ARModel.start(condition, n)`` builds a :class:`DecodeSession` for ``n`` trajectories. The session holds a
+  doubled batch: rows ``0..n-1`` are conditional, rows ``n..2n-1`` unconditional (LlamaGen's layout).
+* ``DecodeSession.prefill()`` / ``step(tokens)`` return fp32 logits ``[2n, V]`` for the next image token;
+  ``keep(rows)`` compacts (or, with repeated rows, copies) trajectories in both halves and in the KV cache.
+* ``ARModel.decode(codes)`` turns ``[n, h*w]`` raster-order codes into images ``[n, 3, H, W]`` in ``[0, 1]``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+
+@dataclass(frozen=True)
+class SamplingDefaults:
+    """A base model's own sampling defaults (what 'plain' sampling of that model means)."""
+
+    cfg_scale: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    temperature: float = 1.0
+
+
+@runtime_checkable
+class DecodeSession(Protocol):
+    """Decoding state of ``n`` trajectories (``2n`` rows with CFG) with a static KV cache."""
+
+    @property
+    def num_trajectories(self) -> int: ...
+
+    def prefill(self) -> torch.Tensor:
+        """Run the condition prefix; return fp32 logits ``[2n, V]`` for image token 0."""
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Append ``tokens`` (``[n]`` long, one per trajectory) to both the cond and uncond row of each
+        trajectory; return fp32 logits ``[2n, V]`` for the next token."""
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Keep trajectories ``rows`` (``[m]`` long indices into the current ``n``; repeats copy a row).
+
+        Both halves and every KV-cache row follow, so later steps cost ``2m`` rows, not ``2n``."""
+
+
+@runtime_checkable
+class ARModel(Protocol):
+    """An NTP image model the sampler can drive."""
+
+    name: str
+    vocab_size: int
+    grid: tuple[int, int]  # (h, w) of the token grid, raster order
+    defaults: SamplingDefaults
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def encode(self, prompt: str) -> Any:
+        """Condition object for ``prompt`` (opaque to the engine)."""
+
+    def start(self, condition: Any, n: int) -> DecodeSession:
+        """A fresh session for ``n`` trajectories of ``condition``."""
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """``[n, h*w]`` long codes → ``[n, 3, H, W]`` float images in ``[0, 1]``."""
+
+
+@dataclass
+class ModelInfo:
+    """What a registry entry says about a model before it is loaded (for UIs and errors)."""
+
+    name: str
+    description: str
+    grid: tuple[int, int]
+    vocab_size: int
+    defaults: SamplingDefaults
+    extra: dict = field(default_factory=dict)

@@ -1,0 +1,59 @@
+"""Named models. Names from a workflow or the command line are looked up here, never used as paths."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .protocol import ARModel, ModelInfo
+
+DEFAULT_MODEL = "toy-shapes"
+
+
+@dataclass
+class ModelEntry:
+    info: ModelInfo
+    loader: Callable[..., ARModel]
+    """``loader(models_dir=None, device=None, dtype=None, download=False, progress=None) -> ARModel``."""
+    files: list[dict[str, Any]] = field(default_factory=list)
+    """Files it needs: ``{"repo_id": ..., "filename": ..., "size": bytes or None}`` (for UIs and errors)."""
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+_populated = False
+
+
+def register(entry: ModelEntry) -> None:
+    _REGISTRY[entry.info.name] = entry
+
+
+def _populate() -> None:
+    # Lazy so importing the registry stays cheap; each family registers its own presets.
+    global _populated
+    if _populated:
+        return
+    _populated = True
+    for module in ("scalingar_core.toy.model", "scalingar_core.llamagen.presets"):
+        try:
+            mod = __import__(module, fromlist=["register_models"])
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith("scalingar_core"):
+                continue  # that family is not part of this build
+            raise
+        mod.register_models(register)
+
+
+def names() -> list[str]:
+    _populate()
+    return sorted(_REGISTRY, key=lambda n: (n != DEFAULT_MODEL, n))
+
+
+def entry(name: str) -> ModelEntry:
+    _populate()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}: known models are {', '.join(names())}")
+    return _REGISTRY[name]
+
+
+def load(name: str, **kwargs) -> ARModel:
+    """Load a registered model by name (kwargs: models_dir, device, dtype, download, progress)."""
+    return entry(name).loader(**kwargs)
