@@ -1,0 +1,74 @@
+"""Per-step records kept on the model's device: the trace buffers and the rolling pools of eqs. (7), (9).
+
+Both are indexed by a trajectory's original index, so compacting the active batch never moves them and a
+step writes its values with one scatter, without reading anything back to the host.
+"""
+from __future__ import annotations
+
+import torch
+
+TRACE_SIGNALS = ("entropy_norm", "margin", "kl", "worst_block_entropy")
+TRACE_STATE = ("s_tok", "B", "I", "D", "D_hat", "C", "C_min", "R", "cfg")
+
+
+class History:
+    """``[N, T]`` float buffers (NaN = not recorded) for every traced signal and state variable."""
+
+    def __init__(self, num_trajectories: int, steps: int, device):
+        self.buffers = {name: torch.full((num_trajectories, steps), float("nan"), device=device)
+                        for name in TRACE_SIGNALS + TRACE_STATE}
+        self.threshold = torch.full((steps,), float("nan"), device=device)
+
+    def record(self, t: int, ids: torch.Tensor, **values: torch.Tensor) -> None:
+        for name, value in values.items():
+            self.buffers[name][ids, t] = value.to(self.buffers[name].dtype)
+
+    def window(self, name: str, ids: torch.Tensor, t: int, length: int) -> torch.Tensor:
+        """The last ``length`` recorded values up to step ``t`` for the active rows: ``[n, ≤length]``."""
+        return self.buffers[name][ids, max(0, t + 1 - length): t + 1]
+
+    def copy_rows(self, dest: torch.Tensor, src: torch.Tensor, upto: int) -> None:
+        """Importance-sampling resample: trajectory ``dest[j]`` inherits ``src[j]``'s past."""
+        for buf in self.buffers.values():
+            buf[dest, : upto + 1] = buf[src, : upto + 1].clone()
+
+    def to_host(self) -> dict[str, list[list[float]]]:
+        return {name: buf.cpu().tolist() for name, buf in self.buffers.items()}
+
+
+class RollingPool:
+    """Trailing window of ``length`` steps × ``N`` trajectories for the rolling normalisations (A4, A5)."""
+
+    def __init__(self, length: int, num_trajectories: int, device):
+        self.length = length
+        self.ring = torch.full((length, num_trajectories), float("nan"), device=device)
+
+    def push(self, t: int, ids: torch.Tensor, values: torch.Tensor | None) -> None:
+        row = self.ring[t % self.length]
+        row.fill_(float("nan"))
+        if values is not None:
+            row[ids] = values
+
+    def _view(self, t: int, ids: torch.Tensor, mode: str) -> torch.Tensor:
+        """Values each active row is normalised against, as ``[L, n]`` (per trajectory) or ``[L·N]``."""
+        if mode == "per_trajectory":
+            return self.ring[:, ids]
+        if mode == "cross_sectional":
+            return self.ring[t % self.length, ids]
+        return self.ring.reshape(-1)  # pooled
+
+    def min_max(self, t: int, ids: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self._view(t, ids, mode)
+        low = x.nan_to_num(float("inf")).amin(0)
+        high = x.nan_to_num(float("-inf")).amax(0)
+        return low, high
+
+    def mean_std(self, t: int, ids: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and population standard deviation of the recorded values."""
+        x = self._view(t, ids, mode)
+        seen = ~torch.isnan(x)
+        count = seen.sum(0).clamp_min(1)
+        values = x.nan_to_num(0.0)
+        mean = values.sum(0) / count
+        var = (((values - mean) * seen) ** 2).sum(0) / count
+        return mean, var.sqrt()

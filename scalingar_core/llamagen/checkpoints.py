@@ -1,0 +1,186 @@
+"""Safe loading of LlamaGen / AR-GRPO weights (``shared/llamagen.md`` §5, §6).
+
+* ``.pt``/``.pth``/``.bin`` only through ``torch.load(weights_only=True)``: a file that pickles anything
+  but tensors and plain containers is refused, never executed.
+* ``.safetensors`` through ``safetensors``.
+* Nesting ``model``/``module``/``state_dict``/``ema`` or a bare dict; prefixes ``module.``/``_orig_mod.``
+  stripped; AR-GRPO's combined file (``gpt_model.*`` + ``vq_model.*``) routed to the GPT and the VQ;
+  ``freqs_cis`` and KV-cache entries ignored.
+* A mismatch raises one error with the missing, unexpected and wrongly shaped keys.
+"""
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+WRAPPER_KEYS = ("model", "module", "state_dict", "ema")
+STRIP_PREFIXES = ("module.", "_orig_mod.")
+ROUTES = {"gpt_model.": "gpt", "vq_model.": "vq"}
+_IGNORED = re.compile(r"(^|\.)(freqs_cis|causal_mask)$|(^|\.)kv_cache\.|(^|\.)(k_cache|v_cache)$")
+SHOW = 5  # keys listed per category in a mismatch error
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used as it is (the message says why and what to do)."""
+
+
+def _refetch_hint(path: Path, hint: str | None) -> str:
+    return hint or f"delete {path} and fetch it again"
+
+
+def read_file(path: str | Path, hint: str | None = None) -> dict:
+    """The raw object of a checkpoint file (``hint``: how to get the file again, for error messages)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist; {hint or 'check the path'}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as exc:  # SafetensorError is not importable under a stable name
+            raise CheckpointError(f"checkpoint {path} is incomplete or corrupt ({exc}); "
+                                  f"{_refetch_hint(path, hint)}") from exc
+    try:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):
+                raise
+            return torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
+    except pickle.UnpicklingError as exc:
+        found = re.findall(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        what = f" (it references {', '.join(found)})" if found else ""
+        raise CheckpointError(
+            f"refusing to load {path}: it contains pickled Python objects other than tensors{what}. ScalingAR "
+            f"only reads weights (torch.load with weights_only=True) and never runs code from a file. Use the "
+            f"official checkpoint, or re-save only its state dict as .safetensors on a machine you trust") from exc
+    except (RuntimeError, OSError, EOFError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} is incomplete or corrupt ({type(exc).__name__}: {exc}); "
+                              f"{_refetch_hint(path, hint)}") from exc
+
+
+def unwrap(obj, path: str | Path = "checkpoint") -> dict[str, torch.Tensor]:
+    """The state dict inside a checkpoint object (``model``/``module``/``state_dict``/``ema`` or bare)."""
+    for _ in range(4):  # nested wrappers, e.g. {"state_dict": {"model": ...}}
+        if not isinstance(obj, dict):
+            break
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return dict(obj)
+        inner = next((obj[k] for k in WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
+        if inner is None:
+            break
+        obj = inner
+    keys = list(obj)[:10] if isinstance(obj, dict) else type(obj).__name__
+    raise CheckpointError(f"{path} holds no state dict: expected tensors at the top level or under one of "
+                          f"{list(WRAPPER_KEYS)}, found {keys}")
+
+
+def normalise_key(key: str) -> str:
+    changed = True
+    while changed:
+        changed = False
+        for p in STRIP_PREFIXES:
+            if key.startswith(p):
+                key, changed = key[len(p):], True
+    return key
+
+
+def split_state_dict(sd: dict[str, torch.Tensor], default: str = "gpt") -> dict[str, dict[str, torch.Tensor]]:
+    """Route keys to ``{"gpt": ..., "vq": ...}`` by prefix (unprefixed keys go to ``default``)."""
+    parts: dict[str, dict[str, torch.Tensor]] = {"gpt": {}, "vq": {}}
+    for key, value in sd.items():
+        key = normalise_key(key)
+        target = default
+        for prefix, route in ROUTES.items():
+            if key.startswith(prefix):
+                key, target = normalise_key(key[len(prefix):]), route
+                break
+        if not _IGNORED.search(key):
+            parts[target][key] = value
+    return parts
+
+
+def read_state_dicts(path: str | Path, default: str = "gpt", hint: str | None = None):
+    """``{"gpt": sd, "vq": sd}`` from any supported file layout (one part may be empty)."""
+    return split_state_dict(unwrap(read_file(path, hint), path), default)
+
+
+def _describe_gpt(sd: dict[str, torch.Tensor]) -> str:
+    """What a GPT state dict looks like (to say which preset a wrong file is)."""
+    tok = sd.get("tok_embeddings.weight")
+    if tok is None:
+        return "no tok_embeddings.weight"
+    layers = {int(m.group(1)) for k in sd if (m := re.match(r"layers\.(\d+)\.", k))}
+    kind = "t2i" if "cls_embedding.cap_proj.fc1.weight" in sd else (
+        "c2i" if "cls_embedding.embedding_table.weight" in sd else "unknown type")
+    return f"{kind}, dim {tok.shape[1]}, {len(layers)} layers, vocab {tok.shape[0]}"
+
+
+def check_state_dict(module: nn.Module, sd: dict[str, torch.Tensor], expected: str, source: str,
+                     optional: tuple[str, ...] = ()) -> None:
+    """Raise one :class:`CheckpointError` listing every difference between ``sd`` and ``module``'s keys."""
+    want = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    missing = [k for k in want if k not in sd and k not in optional]
+    unexpected = [k for k in sd if k not in want]
+    shapes = [f"{k} {tuple(sd[k].shape)} (expected {want[k]})" for k in want
+              if k in sd and tuple(sd[k].shape) != want[k]]
+    if not (missing or unexpected or shapes):
+        return
+    lines = [f"{source} does not match {expected}:"]
+    for name, items in (("missing", missing), ("unexpected", unexpected), ("wrongly shaped", shapes)):
+        if items:
+            more = f" ... and {len(items) - SHOW} more" if len(items) > SHOW else ""
+            lines.append(f"  {len(items)} {name}: {', '.join(items[:SHOW])}{more}")
+    if any(k.startswith("tok_embeddings") for k in list(want) + list(sd)):
+        lines.append(f"  the file looks like: {_describe_gpt(sd)}")
+    lines.append("  Pick the preset this file belongs to, or use the file the preset names.")
+    raise CheckpointError("\n".join(lines))
+
+
+def load_module(module: nn.Module, sd: dict[str, torch.Tensor], expected: str, source: str, device=None,
+                dtype=None, optional: tuple[str, ...] = ()) -> nn.Module:
+    """Check ``sd`` against ``module`` (built on the meta device or not), then assign its tensors cast to
+    ``dtype`` (floating ones) on ``device``. Optional keys absent from ``sd`` are zero-filled."""
+    check_state_dict(module, sd, expected, source, optional)
+    device = torch.device(device or "cpu")
+    own = module.state_dict()
+    out = {}
+    for key, ref in own.items():
+        value = sd.pop(key) if key in sd else torch.zeros(ref.shape, dtype=ref.dtype)
+        target = (dtype or ref.dtype) if value.is_floating_point() else value.dtype
+        out[key] = value.to(device=device, dtype=target)
+    module.load_state_dict(out, strict=True, assign=True)
+    return module
+
+
+def convert_checkpoint(src: str | Path, dst: str | Path) -> Path:
+    """Write a ``.safetensors`` copy of ``src`` (any supported layout) for fast memory-mapped loads.
+
+    Wrappers and ``module.``/``_orig_mod.`` prefixes are removed and ignorable entries dropped; a combined
+    GPT+VQ file keeps its ``gpt_model.``/``vq_model.`` prefixes so it still routes. ``dst`` may be a folder
+    (the file is named after ``src``). Returns the written path."""
+    from safetensors.torch import save_file
+
+    src, dst = Path(src), Path(dst)
+    if dst.is_dir():
+        dst = dst / (src.stem + ".safetensors")
+    if dst.suffix != ".safetensors":
+        raise ValueError(f"convert target {dst} must end in .safetensors (or be an existing folder)")
+    if dst.resolve() == src.resolve():
+        raise ValueError(f"convert target {dst} is the source file")
+    parts = read_state_dicts(src)
+    combined = bool(parts["vq"]) and bool(parts["gpt"])
+    flat: dict[str, torch.Tensor] = {}
+    for part, prefix in (("gpt", "gpt_model."), ("vq", "vq_model.")):
+        for key, value in parts[part].items():
+            # clone: safetensors refuses tensors that share storage (and mmap'd views)
+            flat[(prefix if combined else "") + key] = value.detach().contiguous().clone()
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".partial")
+    save_file(flat, str(tmp), metadata={"converted_from": src.name, "format": "pt"})
+    tmp.replace(dst)  # never leave a half-written file under the final name
+    return dst

@@ -1,0 +1,150 @@
+"""FLAN-T5 caption features for LlamaGen text-to-image (``shared/llamagen.md`` §3).
+
+T5 runs encoder-only through ``transformers``; prompts are cleaned, tokenized to exactly 120 slots
+(``</s>`` counts as a valid token) and laid out on the GPT's padding side:
+
+* ``left`` (LlamaGen): valid vectors rotated to the end, padding slots zeroed, mask ``[0..0, 1..1]``;
+* ``right`` (AR-GRPO): T5's raw right-padded output, padding slots left as computed, mask ``[1..1, 0..0]``.
+"""
+from __future__ import annotations
+
+import html
+import re
+import urllib.parse
+import warnings
+from pathlib import Path
+
+import torch
+
+MAX_LENGTH = 120
+
+_URL = re.compile(r"\b(?:https?:|www\.)\S+", re.IGNORECASE)
+_TAG = re.compile(r"<[^>]{1,200}>")
+_HANDLE = re.compile(r"@[\w\d]+\b")
+_CJK = re.compile("[\u3040-\u30ff\u3100-\u312f\u31c0-\u31ef\u31f0-\u31ff\u3200-\u32ff\u3300-\u33ff"
+                  "\u3400-\u4dbf\u4e00-\u9fff]+")
+_DASHES = re.compile("[\u2010-\u2015\u2212\ufe58\ufe63\uff0d]+")
+_QUOTES = {"\u201c": '"', "\u201d": '"', "\u201e": '"', "\u00ab": '"', "\u00bb": '"',
+           "\u2018": "'", "\u2019": "'", "\u201a": "'", "`": "'", "\u00b4": "'"}
+_IP = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b")
+_LONG_DIGITS = re.compile(r"\b\d{6,}\b")
+_FILENAME = re.compile(r"\b[\w-]+\.(?:jpe?g|png|gif|webp|bmp|tiff?|pdf|docx?|zip)\b", re.IGNORECASE)
+_SPACES = re.compile(r"\s+")
+
+
+def _clean_once(text: str) -> str:
+    text = urllib.parse.unquote_plus(str(text)).strip().lower()
+    try:  # optional extras, used when installed (upstream uses both)
+        import ftfy
+        text = ftfy.fix_text(text)
+    except ImportError:
+        pass
+    text = html.unescape(html.unescape(text))
+    text = _URL.sub("", text)
+    try:
+        from bs4 import BeautifulSoup
+        text = BeautifulSoup(text, features="html.parser").get_text()
+    except ImportError:
+        text = _TAG.sub("", text)
+    text = _HANDLE.sub("", text)
+    text = _CJK.sub("", text)
+    text = _DASHES.sub("-", text)
+    text = "".join(_QUOTES.get(c, c) for c in text)
+    text = _IP.sub(" ", text)
+    text = _FILENAME.sub("", text)
+    text = _LONG_DIGITS.sub("", text)
+    return _SPACES.sub(" ", text).strip()
+
+
+def clean_prompt(text: str) -> str:
+    """Caption cleaning in the spirit of the DeepFloyd/PixArt cleaner LlamaGen trains with (applied twice):
+    unquote, lowercase, drop URLs/HTML/@handles/CJK/IPs/file names/long digit runs, normalise dashes and
+    quotes, collapse whitespace. A subset of upstream's rules (no shop-spam word list)."""
+    return _clean_once(_clean_once(text))
+
+
+def to_left_padding(features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ``features [B, L, D]`` / ``mask [B, L]`` -> valid vectors at the end, pads zeroed."""
+    mask = mask.bool()
+    L = mask.shape[1]
+    valid = mask.sum(1)
+    # row b: new slot j takes old slot (j + valid_b) mod L, so old 0..n-1 land on L-n..L-1
+    src = (torch.arange(L, device=mask.device)[None] + valid[:, None]) % L
+    out = torch.gather(features, 1, src[..., None].expand(-1, -1, features.shape[-1]))
+    new_mask = torch.arange(L, device=mask.device)[None] >= (L - valid)[:, None]
+    return out * new_mask[..., None].to(out.dtype), new_mask
+
+
+class T5TextEncoder:
+    """Encoder-only T5 + tokenizer. ``offload=True`` moves the weights to the CPU after every encode."""
+
+    def __init__(self, model, tokenizer, device=None, max_length: int = MAX_LENGTH, offload: bool = False,
+                 clean: bool = True):
+        self.model = model.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.max_length = max_length
+        self.offload = offload
+        self.clean = clean
+        if not offload:
+            self.model.to(self.device)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, device=None, dtype=torch.bfloat16, **kwargs) -> "T5TextEncoder":
+        """Load a local folder holding a T5 ``config.json``, weights and tokenizer files."""
+        from transformers import AutoTokenizer, T5EncoderModel
+
+        folder = Path(folder)
+        if not (folder / "config.json").is_file():
+            raise FileNotFoundError(
+                f"no T5 text encoder in {folder} (config.json missing). Put the google/flan-t5-xl files there, "
+                f"e.g. `huggingface-cli download google/flan-t5-xl --local-dir {folder}`, or load with download=True")
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        model = T5EncoderModel.from_pretrained(str(folder), dtype=dtype)
+        return cls(model, tokenizer, device=device, **kwargs)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.d_model
+
+    def parameter_bytes(self) -> int:
+        return sum(p.numel() * p.element_size() for p in self.model.parameters())
+
+    def tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.clean:
+            prompts = [clean_prompt(p) for p in prompts]
+        for p in prompts:
+            count = len(self.tokenizer(p, add_special_tokens=True)["input_ids"])
+            if count > self.max_length:
+                warnings.warn(f"prompt is {count} T5 tokens; the last {count - self.max_length} were dropped "
+                              f"(the model reads at most {self.max_length}): {p[:60]!r}...", stacklevel=3)
+        enc = self.tokenizer(prompts, max_length=self.max_length, padding="max_length", truncation=True,
+                             add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
+        return enc["input_ids"], enc["attention_mask"]
+
+    @torch.no_grad()
+    def encode(self, prompts: str | list[str], padding_side: str = "left") -> tuple[torch.Tensor, torch.Tensor]:
+        """``prompts`` -> ``(features [B, max_length, d_model], mask [B, max_length] bool)`` on ``device``."""
+        if padding_side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        ids, mask = self.tokenize(list(prompts))
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        self.model.to(self.device)
+        try:
+            feats = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        finally:
+            if self.offload:
+                self.model.to("cpu")
+        if padding_side == "left":
+            return to_left_padding(feats, mask)
+        return feats, mask.bool()
+
+
+def t5_xl_encoder_params() -> int:
+    """Parameters of FLAN-T5-XL's encoder (shared embedding + 24 layers), for memory estimates."""
+    d, ff, layers, vocab, heads, d_kv = 2048, 5120, 24, 32128, 32, 64
+    attn = 4 * d * heads * d_kv
+    block = attn + 3 * d * ff + 2 * d  # gated-GELU FFN (wi_0, wi_1, wo) + 2 layer norms
+    return vocab * d + layers * block + heads * 32 + d  # + relative attention bias + final norm

@@ -1,0 +1,249 @@
+"""The batched NTP sampler: N trajectories decoded together, observed by the confidence profile, steered by
+the guidance scheduler and pruned by the termination gate (v3 Algorithm 1); the baselines run on it too.
+
+One step: (I) signals and state from the step's logits, (II) per-trajectory CFG and a token per trajectory,
+(III) threshold update and pruning. Removed trajectories leave the batch and the KV cache, so later steps
+cost less. The only host read-backs in the loop are the gate's decision (once per step after the protection
+horizon, to know which rows to drop) and what a callback asks for.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from . import baselines
+from .config import RunConfig
+from .confidence import ConfidenceProfile
+from .guidance import GuidanceScheduler
+from .history import History
+from .images import decode_partial, mark_removed
+from .protocol import ARModel
+from .sampling import guided_logits, sample_tokens
+from .termination import KEEP, REASONS, TerminationGate
+from .trace import Trace
+
+
+@dataclass
+class Resolved:
+    """Sampling settings after the model's own defaults fill the gaps."""
+
+    num_trajectories: int
+    temperature: float
+    top_k: int
+    top_p: float
+    cfg_scale: float
+
+    @classmethod
+    def of(cls, config: RunConfig, model: ARModel) -> "Resolved":
+        s, d = config.sampling, model.defaults
+        s.check_vocab(model.vocab_size)
+        pick = lambda value, default: default if value is None else value  # noqa: E731
+        n = 1 if config.strategy == "plain" else s.num_trajectories
+        return cls(n, pick(s.temperature, d.temperature), pick(s.top_k, d.top_k), pick(s.top_p, d.top_p),
+                   pick(s.cfg_scale, d.cfg_scale))
+
+
+@dataclass
+class StepEvent:
+    """Passed to the callback once per decoded token. ``snapshot()`` copies live values to the host."""
+
+    step: int
+    total: int
+    _snapshot: Callable[[], dict]
+
+    def snapshot(self) -> dict:
+        return self._snapshot()
+
+
+@dataclass
+class GenerationResult:
+    image: torch.Tensor  # [3, H, W] selected
+    images: torch.Tensor | None  # [N, 3, H, W] every candidate, removed ones marked
+    selected: int
+    codes: torch.Tensor  # [N, T], −1 where not generated
+    trace: Trace
+    tokens_generated: int
+    scores: list[float] = field(default_factory=list)  # the final selection score of each trajectory
+
+
+class _Run:
+    """One generation. Kept as an object so the step loop reads like Algorithm 1."""
+
+    def __init__(self, model: ARModel, condition: Any, config: RunConfig, reward, observe: bool):
+        self.model, self.condition, self.config, self.reward = model, condition, config, reward
+        self.s = Resolved.of(config, model)
+        self.device = torch.device(model.device)
+        h, w = model.grid
+        self.steps = h * w
+        n = self.s.num_trajectories
+        strategy = config.strategy
+        pruning = strategy in ("scalingar", "random_prune")
+        self.use_gate = pruning and config.gate.enabled
+        self.use_scheduler = pruning and config.scheduler.enabled
+        needs_profile = pruning or (strategy in ("best_of_n", "importance_sampling") and reward is None)
+        self.observe = observe or needs_profile
+        self.history = History(n, self.steps, self.device)
+        self.profile = ConfidenceProfile(config.profile, model.grid, n, self.device, self.history) if self.observe else None
+        self.gate = TerminationGate(config.gate, self.steps, n, self.device, self.history) if self.use_gate else None
+        self.scheduler = GuidanceScheduler(config.scheduler, self.s.cfg_scale, self.history) if self.use_scheduler else None
+        self.is_steps = (set(baselines.resample_steps(config.baseline.is_fractions, model.grid))
+                         if strategy == "importance_sampling" else set())
+        self.ids = torch.arange(n, device=self.device)
+        self.cfg = torch.full((n,), float(self.s.cfg_scale), device=self.device)
+        self.codes = torch.full((n, self.steps), -1, dtype=torch.long, device=self.device)
+        self.removed: dict[int, tuple[int, str]] = {}
+        self.events: list[dict] = []
+        self.tokens = 0
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, callback) -> GenerationResult:
+        seed = self.config.sampling.seed
+        session = self.model.start(self.condition, self.s.num_trajectories)
+        logits = session.prefill()
+        for t in range(self.steps):
+            m = self.ids.shape[0]
+            cond, uncond = logits[:m].float(), logits[m:].float()
+            # Stage I: signals and state
+            state = self.profile.step(t, self.ids, cond, uncond, self.cfg, self.s.temperature) if self.observe else None
+            # Stage II: per-trajectory guidance, then one token each
+            if self.scheduler is not None:
+                self.cfg = self.scheduler.step(t, self.ids, self.cfg, state.d_hat, state.r)
+            self.history.record(t, self.ids, cfg=self.cfg)
+            tokens = sample_tokens(guided_logits(cond, uncond, self.cfg), self.s.temperature, self.s.top_k,
+                                   self.s.top_p, seed, self.ids, t)
+            self.codes[self.ids, t] = tokens
+            self.tokens += m
+            # Stage III: threshold and pruning (or the baselines' resampling)
+            rows = self._prune(t, state) if self.gate is not None else None
+            if t in self.is_steps:
+                rows = self._resample(t, state)
+            if callback is not None:
+                callback(StepEvent(t, self.steps, lambda t=t, state=state: self._snapshot(t, state)))
+            if t == self.steps - 1:
+                break
+            if rows is not None:
+                session.keep(rows)
+                tokens = tokens.index_select(0, rows)
+            logits = session.step(tokens)
+        return self._finish(state)
+
+    def _prune(self, t: int, state) -> torch.Tensor | None:
+        reason = self.gate.decide(t, self.ids, state.c, state.c_min, state.r)
+        if t < self.gate.protect:
+            return None
+        reasons = reason.tolist()  # the one read-back per step: which rows leave the batch
+        victims = [i for i, r in enumerate(reasons) if r != KEEP]
+        if not victims:
+            return None
+        if self.config.strategy == "random_prune":  # same count at the same step, chosen at random
+            mask = baselines.random_victims(self.config.sampling.seed, self.ids, t, len(victims)).tolist()
+            chosen = [i for i, v in enumerate(mask) if v]
+            reasons = [reasons[v] for v in victims]  # reasons follow the count, not the rows
+            victims = chosen
+        else:
+            reasons = [reasons[v] for v in victims]
+        ids = self.ids.tolist()
+        for v, r in zip(victims, reasons):
+            self.removed[ids[v]] = (t, REASONS[r])
+        survivors = [i for i in range(len(ids)) if i not in set(victims)]
+        return self._keep(torch.tensor(survivors, device=self.device))
+
+    def _resample(self, t: int, state) -> torch.Tensor:
+        scores = self._scores(state, t + 1, partial=True)
+        parents = baselines.resample(baselines.importance_weights(scores, self.config.baseline.is_lambda),
+                                     self.config.sampling.seed, t)
+        src = self.ids.index_select(0, parents)
+        self.history.copy_rows(self.ids, src, t)
+        self.codes[self.ids, : t + 1] = self.codes[src, : t + 1].clone()
+        self.events.append({"step": t, "type": "resample", "parents": src.tolist(), "scores": scores.tolist()})
+        if self.profile is not None:
+            self.profile.state.keep(parents)
+        self.cfg = self.cfg.index_select(0, parents)
+        return parents  # ids stay the slots 0..N-1; each slot now continues its parent's prefix
+
+    def _keep(self, rows: torch.Tensor) -> torch.Tensor:
+        self.ids = self.ids.index_select(0, rows)
+        self.cfg = self.cfg.index_select(0, rows)
+        self.profile.state.keep(rows)
+        self.gate.state.keep(rows)
+        return rows
+
+    def _scores(self, state, steps_done: int, partial: bool = False) -> torch.Tensor:
+        if self.reward is not None:
+            images = decode_partial(self.model, self.codes.index_select(0, self.ids))
+            return baselines.reward_scores(self.reward, images, self.device)
+        return baselines.intrinsic_score(state, self.config.baseline.score, steps_done)
+
+    def _snapshot(self, t: int, state) -> dict:
+        ids = self.ids.tolist()
+        theta = float(self.history.threshold[t]) if self.gate is not None else float("nan")
+        return {
+            "step": t, "total": self.steps, "num_trajectories": self.s.num_trajectories, "ids": ids,
+            "C": state.c.tolist() if state is not None else [],
+            "cfg": self.cfg.tolist(),
+            "theta": None if theta != theta else theta,
+            "removed": [{"index": i, "step": s, "reason": r} for i, (s, r) in sorted(self.removed.items())],
+        }
+
+    # ------------------------------------------------------------------ the end
+    def _finish(self, state) -> GenerationResult:
+        strategy = self.config.strategy
+        if strategy in ("best_of_n", "importance_sampling"):
+            scores = self._scores(state, self.steps)
+        elif state is not None:
+            scores = state.c
+        else:
+            scores = torch.zeros(self.ids.shape[0], device=self.device)
+        best = int(scores.argmax())
+        selected = int(self.ids[best])
+        all_scores = [float("nan")] * self.s.num_trajectories
+        for i, sc in zip(self.ids.tolist(), scores.tolist()):
+            all_scores[i] = sc
+        alive = [self.steps if i not in self.removed else self.removed[i][0] + 1 for i in range(self.s.num_trajectories)]
+        trace = Trace.from_history(
+            self.history.to_host(), self.history.threshold.cpu().tolist(), alive, self.removed, selected,
+            config=self._config_record(), grid=tuple(self.model.grid), vocab_size=self.model.vocab_size,
+            num_trajectories=self.s.num_trajectories, seed=self.config.sampling.seed, steps=self.steps,
+            strategy=strategy, tokens_generated=self.tokens)
+        trace.events = self.events
+        return GenerationResult(image=None, images=None, selected=selected, codes=self.codes.cpu(), trace=trace,
+                                tokens_generated=self.tokens, scores=all_scores)
+
+    def _config_record(self) -> dict:
+        record = self.config.to_dict()
+        record["resolved"] = {
+            "model": getattr(self.model, "name", type(self.model).__name__),
+            "num_trajectories": self.s.num_trajectories, "temperature": self.s.temperature, "top_k": self.s.top_k,
+            "top_p": self.s.top_p, "cfg_scale": self.s.cfg_scale, "steps": self.steps,
+            "warmup_steps": self.gate.warmup if self.gate else None,
+            "protection_steps": self.gate.protect if self.gate else None,
+            "profile": self.observe, "gate": self.use_gate, "scheduler": self.use_scheduler,
+            "is_steps": sorted(self.is_steps),
+        }
+        return record
+
+
+@torch.inference_mode()
+def generate(model: ARModel, condition: Any, config: RunConfig | None = None, callback=None, reward=None,
+             observe: bool = True, decode_all: bool = True) -> GenerationResult:
+    """Generate one image with ``config.strategy`` and return it with every candidate and the trace.
+
+    ``reward`` (images → scores) replaces the intrinsic score of Best-of-N and importance sampling.
+    ``observe=False`` skips the confidence profile where the strategy does not need it (plain sampling
+    at full speed). ``decode_all=False`` decodes only the selected image."""
+    config = config or RunConfig()
+    result = _Run(model, condition, config, reward, observe).run(callback)
+    device = torch.device(model.device)
+    if decode_all:
+        images = decode_partial(model, result.codes.to(device)).cpu()
+        result.image = images[result.selected].clone()
+        for record in result.trace.trajectories:
+            if record.removed_at is not None:
+                images[record.index] = mark_removed(images[record.index])
+        result.images = images
+    else:
+        chosen = result.codes[result.selected: result.selected + 1].to(device)
+        result.image = decode_partial(model, chosen)[0].cpu()
+    return result

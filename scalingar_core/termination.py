@@ -1,0 +1,114 @@
+"""Policy level: the adaptive termination gate (eq. 13 with warm-up, recovery, protection horizon, hard fail).
+
+A trajectory is removed when it sits in a low-confidence basin: below θ for a whole recovery window without
+rebounding from its own running minimum, or at once when C falls under the hard-fail floor. The decision
+for step ``t`` is a device tensor; the sampler reads it back once per step (it must know which rows to
+drop from the batch to save their compute).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+
+from .config import GateConfig
+from .history import History
+
+KEEP, BASIN, HARD_FAIL = 0, 1, 2
+REASONS = {BASIN: "basin", HARD_FAIL: "hard_fail"}
+_NEVER = -(1 << 40)  # "no recovery yet": far enough back that t − it always exceeds the window
+
+
+def steps_from_fraction(fraction: float, total: int) -> int:
+    """W_0 and H_prot are fractions of T (12.5 % of 1024 = 128 steps)."""
+    return int(round(fraction * total))
+
+
+def quantile(values: torch.Tensor, p: float) -> torch.Tensor:
+    """Eq. (13)'s Quantile_p over the finite entries (linear interpolation, as numpy's default)."""
+    values = values.reshape(-1)
+    return torch.nanquantile(values.float(), p)
+
+
+def threshold_update(theta: torch.Tensor, q: torch.Tensor, rate: float) -> torch.Tensor:
+    """Eq. (13): θ ← (1 − λ_θ)·θ + λ_θ·Quantile_p({C}_recent)."""
+    return (1.0 - rate) * theta + rate * q
+
+
+def recovered(c: torch.Tensor, c_min: torch.Tensor, r: torch.Tensor, delta_gap: float, delta_rec: float) -> torch.Tensor:
+    """Recovery test (A12): an absolute rebound C − C_min ≥ δ_gap or a relative one R ≥ δ_rec."""
+    return ((c - c_min) >= delta_gap) | (r >= delta_rec)
+
+
+def guard_survivors(kill: torch.Tensor, c: torch.Tensor, min_survivors: int) -> torch.Tensor:
+    """Never remove the last ``min_survivors`` rows (A15): rescue the highest-C candidates if needed."""
+    rank_key = c.float() + (~kill).float() * 1e6  # survivors first, then the most confident of the doomed
+    order = torch.argsort(rank_key, descending=True, stable=True)
+    rescued = torch.zeros_like(kill)
+    rescued[order[:min_survivors]] = True
+    return kill & ~rescued
+
+
+@dataclass
+class GateState:
+    """Per-trajectory probation bookkeeping (rows follow the active batch)."""
+
+    flag_start: torch.Tensor  # [n] long, step probation began, −1 when not flagged
+    last_recovery: torch.Tensor  # [n] long, step of the last recovery, _NEVER when none
+
+    def keep(self, rows: torch.Tensor) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name).index_select(0, rows))
+
+
+class TerminationGate:
+    """Decides, after each step, which active trajectories leave the batch and why."""
+
+    def __init__(self, cfg: GateConfig, total_steps: int, num_trajectories: int, device, history: History):
+        self.cfg = cfg
+        self.history = history
+        self.warmup = steps_from_fraction(cfg.warmup_fraction, total_steps)
+        self.protect = steps_from_fraction(cfg.protection_fraction, total_steps)
+        self.theta = torch.tensor(float("nan"), device=device)
+        self.ready = False
+        long = dict(dtype=torch.long, device=device)
+        self.state = GateState(torch.full((num_trajectories,), -1, **long),
+                               torch.full((num_trajectories,), _NEVER, **long))
+
+    def update_threshold(self, t: int, ids: torch.Tensor, c: torch.Tensor) -> None:
+        """Eq. (13) with its schedule: nothing during warm-up, initialise at t = W_0, EMA every K steps."""
+        cfg = self.cfg
+        if t < self.warmup:
+            return
+        if not self.ready:
+            warm = self.history.buffers["C"][:, :t]  # every C of the warm-up steps (NaN = not alive)
+            pool = warm if cfg.theta_init == "warmup_pool" and t > 0 else c
+            self.theta = quantile(pool, cfg.quantile)
+            self.ready = True
+        elif (t - self.warmup) % cfg.update_interval == 0:
+            recent = self.history.window("C", ids, t, cfg.update_interval)
+            self.theta = threshold_update(self.theta, quantile(recent, cfg.quantile), cfg.lambda_theta)
+        self.history.threshold[t] = self.theta
+
+    def decide(self, t: int, ids: torch.Tensor, c: torch.Tensor, c_min: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        """Reasons ``[n]`` (KEEP, BASIN or HARD_FAIL) for step ``t``; updates probation state in place."""
+        cfg, st = self.cfg, self.state
+        self.update_threshold(t, ids, c)
+        reason = torch.zeros_like(st.flag_start)
+        if t < self.protect:
+            return reason
+        # relative floor uses θ, which is NaN before warm-up ends: comparisons with NaN are False
+        floor = cfg.hard_fail * self.theta if cfg.hard_fail_mode == "relative" else cfg.hard_fail
+        hard = c < floor
+        if self.ready:
+            below = (c < self.theta) & ~hard
+            st.flag_start = torch.where(below & (st.flag_start < 0), torch.full_like(st.flag_start, t), st.flag_start)
+            st.flag_start = torch.where(below, st.flag_start, torch.full_like(st.flag_start, -1))
+            rec = below & recovered(c, c_min, r, cfg.delta_gap, cfg.delta_rec)
+            st.last_recovery = torch.where(rec, torch.full_like(st.last_recovery, t), st.last_recovery)
+            since = t - torch.maximum(st.flag_start, st.last_recovery)
+            basin = below & (since >= cfg.recovery_window)
+            reason = torch.where(basin, torch.full_like(reason, BASIN), reason)
+        reason = torch.where(hard, torch.full_like(reason, HARD_FAIL), reason)
+        kill = guard_survivors(reason != KEEP, c, cfg.min_survivors)
+        return torch.where(kill, reason, torch.zeros_like(reason))
