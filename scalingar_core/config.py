@@ -150,6 +150,9 @@ class GateConfig(_Config):
     delta_gap: float = 0.02
     """Absolute rebound C − C_min that counts as recovery. RECONSTRUCTED (A12): measured from the running
     minimum; matches the 5 % relative test at C ≈ 0.4."""
+    recovery_reference: str = "running_min"
+    """A12, RECONSTRUCTED: the rebound tests measure from the trajectory's running minimum C_min
+    ('running_min', method.md default) or from its C when probation began ('flag')."""
     protection_fraction: float = 0.125
     """H_prot as a fraction of T. RECONSTRUCTED (A13): equal to W_0; 0.25 is the conservative reading."""
     hard_fail: float = 0.10
@@ -169,6 +172,7 @@ class GateConfig(_Config):
         _positive_int("min_survivors", self.min_survivors)
         _choice("theta_init", self.theta_init, ("warmup_pool", "current"))
         _choice("hard_fail_mode", self.hard_fail_mode, ("absolute", "relative"))
+        _choice("recovery_reference", self.recovery_reference, ("running_min", "flag"))
         _check("delta_rec", self.delta_rec, self.delta_rec >= 0, ">= 0")
         _check("delta_gap", self.delta_gap, self.delta_gap >= 0, ">= 0")
         _check("hard_fail", self.hard_fail, 0 <= self.hard_fail <= 1, "[0, 1]")

@@ -26,19 +26,26 @@ def register(entry: ModelEntry) -> None:
     _REGISTRY[entry.info.name] = entry
 
 
+FAMILIES = ("scalingar_core.toy.model", "scalingar_core.llamagen.presets")
+
+
+def _families():
+    for module in FAMILIES:
+        try:
+            yield __import__(module, fromlist=["register_models"])
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith("scalingar_core"):
+                continue  # that family is not part of this build
+            raise
+
+
 def _populate() -> None:
     # Lazy so importing the registry stays cheap; each family registers its own presets.
     global _populated
     if _populated:
         return
     _populated = True
-    for module in ("scalingar_core.toy.model", "scalingar_core.llamagen.presets"):
-        try:
-            mod = __import__(module, fromlist=["register_models"])
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith("scalingar_core"):
-                continue  # that family is not part of this build
-            raise
+    for mod in _families():
         mod.register_models(register)
 
 
@@ -57,3 +64,16 @@ def entry(name: str) -> ModelEntry:
 def load(name: str, **kwargs) -> ARModel:
     """Load a registered model by name (kwargs: models_dir, device, dtype, download, progress)."""
     return entry(name).loader(**kwargs)
+
+
+def load_checkpoint(path, **kwargs) -> ARModel:
+    """Load a local checkpoint file whose family is detected from its contents (kwargs: device, dtype).
+
+    ``path`` must come from a lookup (a file listed in a models folder), never from raw user text."""
+    for mod in _families():
+        loader = getattr(mod, "load_checkpoint", None)
+        model = loader(path, **kwargs) if loader else None
+        if model is not None:
+            return model
+    raise ValueError(f"{path}: not a checkpoint of a known family (LlamaGen/AR-GRPO GPT, toy-shapes); "
+                     f"use a registered preset name instead ({', '.join(names())})")

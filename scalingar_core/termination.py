@@ -35,9 +35,11 @@ def threshold_update(theta: torch.Tensor, q: torch.Tensor, rate: float) -> torch
     return (1.0 - rate) * theta + rate * q
 
 
-def recovered(c: torch.Tensor, c_min: torch.Tensor, r: torch.Tensor, delta_gap: float, delta_rec: float) -> torch.Tensor:
-    """Recovery test (A12): an absolute rebound C − C_min ≥ δ_gap or a relative one R ≥ δ_rec."""
-    return ((c - c_min) >= delta_gap) | (r >= delta_rec)
+def recovered(c: torch.Tensor, reference: torch.Tensor, r: torch.Tensor, delta_gap: float,
+              delta_rec: float) -> torch.Tensor:
+    """Recovery test (A12): an absolute rebound C − reference ≥ δ_gap or a relative one R ≥ δ_rec
+    (reference = the running minimum C_min, with R of eq. 12, by default)."""
+    return ((c - reference) >= delta_gap) | (r >= delta_rec)
 
 
 def guard_survivors(kill: torch.Tensor, c: torch.Tensor, min_survivors: int) -> torch.Tensor:
@@ -55,6 +57,7 @@ class GateState:
 
     flag_start: torch.Tensor  # [n] long, step probation began, −1 when not flagged
     last_recovery: torch.Tensor  # [n] long, step of the last recovery, _NEVER when none
+    flag_c: torch.Tensor  # [n] C when probation began (for recovery_reference='flag')
 
     def keep(self, rows: torch.Tensor) -> None:
         for f in fields(self):
@@ -73,7 +76,8 @@ class TerminationGate:
         self.ready = False
         long = dict(dtype=torch.long, device=device)
         self.state = GateState(torch.full((num_trajectories,), -1, **long),
-                               torch.full((num_trajectories,), _NEVER, **long))
+                               torch.full((num_trajectories,), _NEVER, **long),
+                               torch.zeros(num_trajectories, device=device))
 
     def update_threshold(self, t: int, ids: torch.Tensor, c: torch.Tensor) -> None:
         """Eq. (13) with its schedule: nothing during warm-up, initialise at t = W_0, EMA every K steps."""
@@ -102,9 +106,16 @@ class TerminationGate:
         hard = c < floor
         if self.ready:
             below = (c < self.theta) & ~hard
-            st.flag_start = torch.where(below & (st.flag_start < 0), torch.full_like(st.flag_start, t), st.flag_start)
+            newly = below & (st.flag_start < 0)
+            st.flag_start = torch.where(newly, torch.full_like(st.flag_start, t), st.flag_start)
             st.flag_start = torch.where(below, st.flag_start, torch.full_like(st.flag_start, -1))
-            rec = below & recovered(c, c_min, r, cfg.delta_gap, cfg.delta_rec)
+            st.flag_c = torch.where(newly, c, st.flag_c)
+            if cfg.recovery_reference == "flag":
+                base = st.flag_c
+                r = (c - base) / (base.abs() + 1e-6)
+            else:
+                base = c_min
+            rec = below & recovered(c, base, r, cfg.delta_gap, cfg.delta_rec)
             st.last_recovery = torch.where(rec, torch.full_like(st.last_recovery, t), st.last_recovery)
             since = t - torch.maximum(st.flag_start, st.last_recovery)
             basin = below & (since >= cfg.recovery_window)

@@ -122,3 +122,14 @@ def test_guard_survivors_unit():
     assert guard_survivors(kill, c, 1).tolist() == [True, False, True, True]
     assert guard_survivors(kill, c, 2).tolist() == [False, False, True, True]
     assert guard_survivors(torch.ones(3, dtype=torch.bool), torch.tensor([0.1, 0.3, 0.2]), 1).tolist() == [True, False, True]
+
+
+def test_recovery_reference_flag_reading():
+    # set a deep minimum early, then hover below θ but 0.03 above that minimum: with the running-minimum
+    # reference the hovering counts as a rebound forever; measured from the flagging point it is a basin
+    hover = lambda t: 0.1 if t == 5 else (0.6 if t < 8 else 0.13)  # noqa: E731
+    base = dict(warmup_fraction=0.125, protection_fraction=0.125, recovery_window=6, hard_fail=0.05)
+    removed, _, _ = drive(GateConfig(**base), [HIGH, HIGH, HIGH, hover], 40)
+    assert 3 not in removed
+    removed, _, _ = drive(GateConfig(recovery_reference="flag", **base), [HIGH, HIGH, HIGH, hover], 40)
+    assert removed[3] == (8 + 6, BASIN)

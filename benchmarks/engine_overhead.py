@@ -1,0 +1,132 @@
+"""Engine overhead on CPU with a GPT-B-sized random LlamaGen model (c2i, 256 px → 16×16 = 256 steps).
+
+Prints, measured side by side in one run:
+1. the decode step time with profile + gate + scheduler on, divided by plain guided sampling at the same
+   batch (8 trajectories, 16 rows with CFG) — target ≤ 1.03; the gate runs in full (with its per-step
+   read-back) but is set so it never prunes, so both runs decode the same number of rows;
+2. the fraction of wall-clock saved divided by the fraction of tokens saved when half the trajectories are
+   removed at step T/4 through the engine's real pruning path — target ≥ 0.9.
+
+    python benchmarks/engine_overhead.py [--preset B] [--steps 256] [--repeats 3] [--threads 2]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scalingar_core import sampler as sampler_module  # noqa: E402
+from scalingar_core.config import GateConfig, RunConfig, SamplingConfig, SchedulerConfig  # noqa: E402
+from scalingar_core.llamagen.gpt import GPT, gpt_config  # noqa: E402
+from scalingar_core.llamagen.session import GPTSession  # noqa: E402
+from scalingar_core.protocol import SamplingDefaults  # noqa: E402
+from scalingar_core.termination import BASIN, TerminationGate  # noqa: E402
+
+
+class RandomLlamaGen:
+    """A protocol model over a randomly initialised LlamaGen GPT (c2i; the condition is a class id)."""
+
+    def __init__(self, preset: str, image_size: int):
+        torch.manual_seed(0)
+        self.gpt = GPT(gpt_config(preset, model_type="c2i", image_size=image_size)).eval()
+        torch.nn.init.normal_(self.gpt.output.weight, std=0.02)  # upstream zero-inits it: logits would be flat
+        g = self.gpt.config.grid
+        self.name, self.vocab_size, self.grid = f"random-GPT-{preset}", self.gpt.config.vocab_size, (g, g)
+        self.defaults = SamplingDefaults(cfg_scale=4.0, top_k=0)
+        self.device = torch.device("cpu")
+
+    def encode(self, prompt: str):
+        return int(prompt)
+
+    def start(self, condition, n):
+        return GPTSession(self.gpt, condition, n)
+
+    def decode(self, codes):
+        return torch.zeros(codes.shape[0], 3, 16, 16)
+
+
+def timed_loop(model, config, observe=True, reward=None) -> tuple[float, int]:
+    """Seconds from the first decoded token to the last (prefill and image decoding excluded)."""
+    stamps = []
+    result = sampler_module.generate(model, model.encode("1"), config, observe=observe, reward=reward,
+                                     decode_all=False, callback=lambda e: stamps.append(time.perf_counter()))
+    return stamps[-1] - stamps[0], result.tokens_generated
+
+
+class HalfAtQuarter(TerminationGate):
+    """Runs the real gate, then forces the removal of the upper half of the rows at step T/4."""
+
+    def decide(self, t, ids, c, c_min, r):
+        reason = super().decide(t, ids, c, c_min, r)
+        if t == self.total // 4:
+            reason[ids.shape[0] // 2:] = BASIN
+        return reason
+
+    def __init__(self, cfg, total_steps, *a, **k):
+        super().__init__(cfg, total_steps, *a, **k)
+        self.total = total_steps
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--preset", default="B")
+    ap.add_argument("--image-size", type=int, default=256)
+    ap.add_argument("--n", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    model = RandomLlamaGen(args.preset, args.image_size)
+    steps = model.grid[0] * model.grid[1]
+    params = sum(p.numel() for p in model.gpt.parameters()) / 1e6
+    print(f"model GPT-{args.preset} ({params:.1f}M params), {steps} steps, N={args.n} (batch {2 * args.n} with CFG), "
+          f"{args.threads} threads")
+
+    sampling = SamplingConfig(num_trajectories=args.n, seed=0)
+    never_prune = GateConfig(hard_fail=0.0, recovery_window=10**6)
+    full = RunConfig(strategy="scalingar", sampling=sampling, gate=never_prune, scheduler=SchedulerConfig())
+    plain = RunConfig(strategy="best_of_n", sampling=sampling)
+    const = lambda images: torch.zeros(images.shape[0])  # noqa: E731  (no intrinsic score: no profile)
+
+    timed_loop(model, plain, observe=False, reward=const)  # warm up allocator and kernels
+    plain_t, full_t = [], []
+    for _ in range(args.repeats):  # interleaved so drift in machine load hits both alike
+        plain_t.append(timed_loop(model, plain, observe=False, reward=const)[0])
+        full_t.append(timed_loop(model, full)[0])
+    p, f = statistics.median(plain_t), statistics.median(full_t)
+    print(f"plain guided sampling   : {1000 * p / (steps - 1):7.2f} ms/step (median of {args.repeats})")
+    print(f"profile+gate+scheduler  : {1000 * f / (steps - 1):7.2f} ms/step")
+    print(f"step-time ratio         : {f / p:.3f}   (target <= 1.03)")
+
+    original = sampler_module.TerminationGate
+    sampler_module.TerminationGate = HalfAtQuarter
+    try:
+        keep_all = RunConfig(strategy="scalingar", sampling=sampling, gate=never_prune,
+                             scheduler=SchedulerConfig(enabled=False))
+        whole, pruned = [], []
+        for _ in range(args.repeats):
+            sampler_module.TerminationGate = original
+            whole.append(timed_loop(model, keep_all))
+            sampler_module.TerminationGate = HalfAtQuarter
+            pruned.append(timed_loop(model, keep_all))
+    finally:
+        sampler_module.TerminationGate = original
+    w_time = statistics.median(t for t, _ in whole)
+    p_time = statistics.median(t for t, _ in pruned)
+    w_tok, p_tok = whole[0][1], pruned[0][1]
+    time_saved = (w_time - p_time) / w_time
+    tokens_saved = (w_tok - p_tok) / w_tok
+    print(f"all {args.n} trajectories : {w_time:.2f} s, {w_tok} tokens")
+    print(f"half removed at T/4     : {p_time:.2f} s, {p_tok} tokens")
+    print(f"wall-clock saved / tokens saved: {time_saved:.3f} / {tokens_saved:.3f} = {time_saved / tokens_saved:.3f}"
+          f"   (target >= 0.9)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,306 @@
+"""Benchmark: ScalingAR against its baselines and ablations on a prompt set, side by side.
+
+    python -m scalingar_core bench --model toy-shapes --prompts builtin --methods plain,best_of_n,scalingar \\
+        --n 8 --seeds 2 --out DIR
+
+Methods are strategies (``plain``, ``best_of_n``, ``importance_sampling``, ``random_prune``, ``scalingar``),
+the paper's ablations (``scalingar-no-conditional``, ``scalingar-no-worst-block``, ``scalingar-no-token-conf``,
+``termination-only``, ``scheduler-only``), or any of those with setting overrides after ``@``, e.g.
+``scalingar@gate.recovery_reference=flag;profile.w_d=0``. Prompts with a ``spec`` are scored by the toy
+checker on the final image; prompts without one are only generated (for external scoring).
+Writes DIR/results.json, DIR/results.md and DIR/tradeoff.png.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from .config import RunConfig, SamplingConfig
+
+ABLATIONS = {
+    "scalingar-no-conditional": {"strategy": "scalingar", "profile": {"w_i": 1.0, "w_d": 0.0}},
+    "scalingar-no-worst-block": {"strategy": "scalingar", "profile": {"w_tok": 1.0, "w_blk": 0.0}},
+    "scalingar-no-token-conf": {"strategy": "scalingar", "profile": {"w_tok": 0.0, "w_blk": 1.0}},
+    "termination-only": {"strategy": "scalingar", "scheduler": {"enabled": False}},
+    "scheduler-only": {"strategy": "scalingar", "gate": {"enabled": False}},
+}
+FRACTIONS = (0.25, 0.5, 0.75)
+
+
+def _value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def method_config(name: str, n: int, seed: int, base: dict | None = None) -> RunConfig:
+    """RunConfig of a method name (strategy, ablation, or either with ``@section.key=value;...``)."""
+    head, _, overrides = name.partition("@")
+    if head in ABLATIONS:
+        spec = json.loads(json.dumps(ABLATIONS[head]))
+    elif head in ("plain", "best_of_n", "importance_sampling", "random_prune", "scalingar"):
+        spec = {"strategy": head}
+    else:
+        raise ValueError(f"unknown method {head!r}: use a strategy or one of {', '.join(ABLATIONS)}")
+    for section, values in (base or {}).items():
+        spec.setdefault(section, {}).update(values)
+    for item in filter(None, overrides.split(";")):
+        key, eq, value = item.partition("=")
+        section, dot, field = key.partition(".")
+        if not (eq and dot):
+            raise ValueError(f"method override {item!r}: write section.field=value, e.g. gate.quantile=0.3")
+        spec.setdefault(section, {})[field] = _value(value)
+    spec["sampling"] = {**spec.get("sampling", {}), "num_trajectories": n, "seed": seed}
+    return RunConfig.from_dict(spec)
+
+
+# ---------------------------------------------------------------- workers
+
+_MODEL = None
+
+
+def _init(model_name: str, models_dir, device):
+    import torch
+
+    global _MODEL
+    torch.set_num_threads(1)  # one process per core
+    from . import registry
+
+    _MODEL = registry.load(model_name, models_dir=models_dir, device=device)
+
+
+def _checker():
+    from .toy.checker import check
+
+    return check
+
+
+def _run_one(task: dict) -> dict:
+    from .sampler import generate
+
+    entry, method, seed, n, base, reward_kind = (task[k] for k in ("entry", "method", "seed", "n", "base", "reward"))
+    spec = entry.get("spec")
+    check = _checker() if spec is not None else None
+    reward = None
+    if reward_kind == "checker" and check is not None:
+        reward = lambda images: [float(check(im, spec).passed) for im in images]  # noqa: E731 (oracle)
+    config = method_config(method, n, seed, base)
+    start = time.perf_counter()
+    result = generate(_MODEL, _MODEL.encode(entry["prompt"]), config, reward=reward)
+    wall = time.perf_counter() - start
+    trace = result.trace
+    record = {"id": entry.get("id"), "category": entry.get("category", "uncategorised"), "method": method,
+              "seed": seed, "tokens": result.tokens_generated, "wall_s": wall, "selected": result.selected,
+              "passed": None, "reason": None, "final_ok": None, "c_at": {}}
+    if check is not None:
+        verdict = check(result.image, spec)
+        record["passed"], record["reason"] = bool(verdict.passed), verdict.reason
+        record["final_ok"] = [None if r.removed_at is not None else bool(check(result.images[r.index], spec).passed)
+                              for r in trace.trajectories]
+        for f in FRACTIONS:
+            step = min(trace.steps - 1, int(f * trace.steps))
+            record["c_at"][str(f)] = [r.state["C"][step] if step < len(r.state["C"]) else None
+                                      for r in trace.trajectories]
+    record["image"] = result.image.numpy() if task.get("keep_image") else None
+    return record
+
+
+# ---------------------------------------------------------------- aggregation
+
+def auroc(scores, labels) -> float | None:
+    pos = [s for s, y in zip(scores, labels) if y]
+    neg = [s for s, y in zip(scores, labels) if not y]
+    if not pos or not neg:
+        return None
+    wins = sum((p > q) + 0.5 * (p == q) for p in pos for q in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def summarise(records: list[dict]) -> dict:
+    by_method: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        by_method[r["method"]].append(r)
+    methods = {}
+    for name, rs in by_method.items():
+        scored = [r for r in rs if r["passed"] is not None]
+        per_cat = defaultdict(list)
+        for r in scored:
+            per_cat[r["category"]].append(r["passed"])
+        aurocs = {}
+        for f in FRACTIONS:
+            vals = []
+            for r in scored:
+                pairs = [(c, ok) for c, ok in zip(r["c_at"].get(str(f), []), r["final_ok"] or [])
+                         if c is not None and ok is not None]
+                a = auroc([c for c, _ in pairs], [ok for _, ok in pairs])
+                if a is not None:
+                    vals.append(a)
+            aurocs[str(f)] = float(np.mean(vals)) if vals else None
+        methods[name] = {
+            "accuracy": {"overall": float(np.mean([r["passed"] for r in scored])) if scored else None,
+                         "per_category": {c: float(np.mean(v)) for c, v in sorted(per_cat.items())}},
+            "tokens_per_image": float(np.mean([r["tokens"] for r in rs])),
+            "wall_s": float(sum(r["wall_s"] for r in rs)),
+            "images": len(rs),
+            "auroc_within_prompt": aurocs,
+            "auroc_prompts": {str(f): sum(1 for r in scored if r["final_ok"] and len(set(
+                ok for ok in r["final_ok"] if ok is not None)) == 2) for f in FRACTIONS[:1]},
+        }
+    full = [r for r in by_method.get("best_of_n", []) if r["final_ok"]]
+    oracle = float(np.mean([any(r["final_ok"]) for r in full])) if full else None
+    random_pick = float(np.mean([np.mean(r["final_ok"]) for r in full])) if full else None
+    return {"methods": methods, "oracle_best_of_n": oracle, "random_pick": random_pick}
+
+
+def _fmt(x, pct=True):
+    if x is None:
+        return "–"
+    return f"{100 * x:.1f}" if pct else f"{x:.0f}"
+
+
+def write_markdown(summary: dict, meta: dict, path: Path) -> None:
+    cats = sorted({c for m in summary["methods"].values() for c in m["accuracy"]["per_category"]})
+    lines = [f"# Benchmark: {meta['model']}, {meta['prompts']} prompts × {meta['seeds']} seeds, N={meta['n']}", "",
+             f"Command: `{meta['command']}`", "",
+             "| method | accuracy % | " + " | ".join(cats) + " | tokens/image | AUROC C@25% | @50% | @75% | wall s |",
+             "|---|---|" + "---|" * len(cats) + "---|---|---|---|---|"]
+    for name, m in summary["methods"].items():
+        a = m["auroc_within_prompt"]
+        lines.append(f"| {name} | {_fmt(m['accuracy']['overall'])} | "
+                     + " | ".join(_fmt(m["accuracy"]["per_category"].get(c)) for c in cats)
+                     + f" | {m['tokens_per_image']:.0f} | "
+                     + " | ".join("–" if a[f] is None else f"{a[f]:.3f}" for f in ("0.25", "0.5", "0.75"))
+                     + f" | {m['wall_s']:.0f} |")
+    lines += ["", f"Oracle best-of-N (any of the N Best-of-N candidates passes): {_fmt(summary['oracle_best_of_n'])} %",
+              f"Random pick (mean pass rate of the N Best-of-N candidates): {_fmt(summary['random_pick'])} %", ""]
+    path.write_text("\n".join(lines))
+
+
+def tradeoff_plot(summary: dict, path: Path) -> None:
+    """Accuracy against tokens per image, one labelled point per method (Pillow only)."""
+    from PIL import Image, ImageDraw
+
+    from .plot import colour
+
+    pts = [(n, m["tokens_per_image"], m["accuracy"]["overall"]) for n, m in summary["methods"].items()
+           if m["accuracy"]["overall"] is not None]
+    w, h, pad = 760, 480, 60
+    img = Image.new("RGB", (w, h), "white")
+    d = ImageDraw.Draw(img)
+    d.rectangle((pad, 20, w - 20, h - pad), outline=(150, 150, 150))
+    if pts:
+        xs, ys = [p[1] for p in pts], [p[2] for p in pts]
+        x0, x1 = 0, max(xs) * 1.1
+        y0, y1 = max(0.0, min(ys) - 0.05), min(1.0, max(ys) + 0.05)
+        if y1 - y0 < 1e-6:
+            y0, y1 = y0 - 0.05, y1 + 0.05
+        for i, (name, x, y) in enumerate(pts):
+            px = pad + (w - 20 - pad) * (x - x0) / (x1 - x0)
+            py = h - pad - (h - pad - 20) * (y - y0) / (y1 - y0)
+            d.ellipse((px - 5, py - 5, px + 5, py + 5), fill=colour(i))
+            d.text((px + 7, py - 6), f"{name} ({100 * y:.1f}%)", fill=(0, 0, 0))
+        d.text((pad, h - pad + 6), f"{x0:.0f}", fill=(0, 0, 0))
+        d.text((w - 80, h - pad + 6), f"{x1:.0f}", fill=(0, 0, 0))
+        d.text((4, 20), f"{100 * y1:.0f}%", fill=(0, 0, 0))
+        d.text((4, h - pad - 10), f"{100 * y0:.0f}%", fill=(0, 0, 0))
+    d.text((w // 2 - 60, h - 30), "tokens per image", fill=(0, 0, 0))
+    d.text((4, h // 2), "accuracy", fill=(0, 0, 0))
+    img.save(path)
+
+
+# ---------------------------------------------------------------- CLI
+
+def load_prompts(source: str, per_category: int) -> list[dict]:
+    if source == "builtin":
+        from .toy.prompts import builtin_eval
+
+        return builtin_eval(per_category)
+    from .toy.prompts import load_jsonl
+
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"prompt file {source} not found: give 'builtin' or a JSON-lines file of "
+                                '{"prompt": ..., "category": ..., "spec": {...}}')
+    return load_jsonl(path)
+
+
+def run(args) -> dict:
+    entries = load_prompts(args.prompts, args.per_category)
+    if args.limit:
+        entries = entries[: args.limit]
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    base = json.loads(args.config) if args.config else None
+    for m in methods:
+        method_config(m, args.n, 0, base)  # fail fast on a bad method name or override
+    tasks = [{"entry": e, "method": m, "seed": s, "n": args.n, "base": base, "reward": args.reward}
+             for s in range(args.seeds) for e in entries for m in methods]
+    workers = max(1, args.workers)
+    start = time.perf_counter()
+    if workers == 1:
+        _init(args.model, args.models_dir, args.device)
+        records = [_run_one(t) for t in tasks]
+    else:
+        ctx = mp.get_context("fork")
+        with ctx.Pool(workers, initializer=_init, initargs=(args.model, args.models_dir, args.device)) as pool:
+            records = pool.map(_run_one, tasks, chunksize=8)
+    elapsed = time.perf_counter() - start
+    for r in records:
+        r.pop("image", None)
+    summary = summarise(records)
+    if args.reward == "checker":
+        summary["reward"] = "checker (ORACLE upper bound: Best-of-N and IS see the exact checker)"
+    else:
+        summary["reward"] = "intrinsic (" + (base or {}).get("baseline", {}).get("score", "token_confidence") + ")"
+    summary["meta"] = {"model": args.model, "prompts": len(entries), "seeds": args.seeds, "n": args.n,
+                       "methods": methods, "elapsed_s": elapsed, "workers": workers,
+                       "command": args.command_line}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(summary, indent=1))
+    (out / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    write_markdown(summary, summary["meta"], out / "results.md")
+    tradeoff_plot(summary, out / "tradeoff.png")
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m scalingar_core bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="toy-shapes")
+    p.add_argument("--models-dir", default=None)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--prompts", default="builtin", help="'builtin' or a JSON-lines prompt file")
+    p.add_argument("--per-category", type=int, default=100, help="builtin prompts per category")
+    p.add_argument("--limit", type=int, default=0, help="use only the first K prompts (0 = all)")
+    p.add_argument("--methods", default="plain,best_of_n,importance_sampling,random_prune,scalingar")
+    p.add_argument("--n", type=int, default=8)
+    p.add_argument("--seeds", type=int, default=2)
+    p.add_argument("--reward", default="intrinsic", choices=["intrinsic", "checker"],
+                   help="Best-of-N / IS score: the model's own confidence, or the exact checker (an oracle)")
+    p.add_argument("--config", default=None, help="JSON overrides applied to every method")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--out", required=True)
+    return p
+
+
+def main(argv=None) -> int:
+    import shlex
+
+    argv = list(argv or [])
+    args = build_parser().parse_args(argv)
+    args.command_line = "python -m scalingar_core bench " + " ".join(shlex.quote(a) for a in argv)
+    summary = run(args)
+    print(Path(args.out, "results.md").read_text())
+    return 0 if summary["methods"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(__import__("sys").argv[1:]))

@@ -1,0 +1,169 @@
+"""Command line: ``python -m scalingar_core generate|list|convert|download|bench``."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .config import (STRATEGIES, BaselineConfig, GateConfig, ProfileConfig, RunConfig, SamplingConfig,
+                     SchedulerConfig)
+
+
+def default_models_dir() -> Path:
+    return Path(os.environ.get("SCALINGAR_MODELS_DIR", Path.home() / ".cache" / "scalingar" / "models"))
+
+
+def _dtype(name: str | None):
+    if name in (None, "auto"):
+        return None
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+def _progress(done: int, total: int | None) -> None:
+    if total:
+        print(f"\r  downloading {done / 2**20:.0f} / {total / 2**20:.0f} MiB", end="", file=sys.stderr, flush=True)
+
+
+def _load(args):
+    from . import registry
+
+    return registry.load(args.model, models_dir=args.models_dir, device=args.device, dtype=_dtype(args.dtype),
+                         download=args.download, progress=_progress)
+
+
+def _config(args) -> RunConfig:
+    overrides = json.loads(args.config) if args.config else {}
+    sampling = dict(num_trajectories=args.n, seed=args.seed, temperature=args.temperature, top_k=args.top_k,
+                    top_p=args.top_p, cfg_scale=args.cfg)
+    sampling.update(overrides.pop("sampling", {}))
+    return RunConfig(strategy=args.strategy, sampling=SamplingConfig(**sampling),
+                     profile=ProfileConfig.from_dict(overrides.pop("profile", {})),
+                     gate=GateConfig.from_dict(overrides.pop("gate", {})),
+                     scheduler=SchedulerConfig.from_dict(overrides.pop("scheduler", {})),
+                     baseline=BaselineConfig.from_dict(overrides.pop("baseline", {})))
+
+
+def cmd_generate(args) -> int:
+    from .images import grid_image, to_pil
+    from .plot import plot_trace
+    from .sampler import generate
+
+    config = _config(args)
+    model = _load(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    result = generate(model, model.encode(args.prompt), config)
+    seconds = time.perf_counter() - start
+    to_pil(result.image).save(out / "image.png")
+    to_pil(grid_image(result.images)).save(out / "candidates.png")
+    plot_trace(result.trace).save(out / "trace_plot.png")
+    trace_path = Path(args.trace) if args.trace else out / "trace.json"
+    result.trace.save_json(trace_path)
+    if args.all:
+        for rec in result.trace.trajectories:
+            if rec.removed_at is None:
+                to_pil(result.images[rec.index]).save(out / f"candidate_{rec.index}.png")
+    removed = [r for r in result.trace.trajectories if r.removed_at is not None]
+    print(f"model {args.model}  strategy {config.strategy}  selected trajectory {result.selected}  "
+          f"tokens {result.tokens_generated}  removed {len(removed)}  {seconds:.1f} s")
+    print(f"wrote {out / 'image.png'}, {out / 'candidates.png'}, {out / 'trace_plot.png'}, {trace_path}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from . import registry
+
+    for name in registry.names():
+        e = registry.entry(name)
+        files = ", ".join(f["filename"] for f in e.files) or "bundled"
+        print(f"{name:28s} {e.info.description}  [{files}]")
+    return 0
+
+
+def cmd_download(args) -> int:
+    from . import registry
+
+    registry.load(args.model, models_dir=args.models_dir, device="cpu", download=True, progress=_progress)
+    print(f"\n{args.model} is ready in {args.models_dir}")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from .llamagen.checkpoints import convert_checkpoint
+
+    path = convert_checkpoint(args.src, args.dst)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import main as bench_main
+
+    rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
+    return bench_main(rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m scalingar_core", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def model_args(sp):
+        sp.add_argument("--model", default="toy-shapes", help="registered model name (see `list`)")
+        sp.add_argument("--models-dir", type=Path, default=default_models_dir(),
+                        help="where checkpoints live or are downloaded (default: $SCALINGAR_MODELS_DIR or "
+                             "~/.cache/scalingar/models)")
+        sp.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+        sp.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+        sp.add_argument("--download", action="store_true", help="download missing weights from Hugging Face")
+
+    g = sub.add_parser("generate", help="generate one image")
+    model_args(g)
+    g.add_argument("--prompt", required=True)
+    g.add_argument("--strategy", default="scalingar", choices=STRATEGIES)
+    g.add_argument("--n", type=int, default=8, help="number of trajectories N")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--temperature", type=float, default=None, help="default: the model's own")
+    g.add_argument("--top-k", type=int, default=None, help="default: the model's own (0 = off)")
+    g.add_argument("--top-p", type=float, default=None, help="default: the model's own")
+    g.add_argument("--cfg", type=float, default=None, help="base CFG scale (default: the model's own)")
+    g.add_argument("--config", default=None,
+                   help='JSON overrides, e.g. \'{"gate": {"quantile": 0.3}, "scheduler": {"enabled": false}}\'')
+    g.add_argument("--out", default="out", help="output folder")
+    g.add_argument("--trace", default=None, help="trace JSON path (default: OUT/trace.json)")
+    g.add_argument("--all", action="store_true", help="also write every surviving candidate as PNG")
+    g.set_defaults(func=cmd_generate)
+
+    ls = sub.add_parser("list", help="list registered models")
+    ls.set_defaults(func=cmd_list)
+
+    dl = sub.add_parser("download", help="download a model's files")
+    model_args(dl)
+    dl.set_defaults(func=cmd_download)
+
+    cv = sub.add_parser("convert", help="write a safetensors copy of an upstream .pt checkpoint")
+    cv.add_argument("src")
+    cv.add_argument("dst")
+    cv.set_defaults(func=cmd_convert)
+
+    b = sub.add_parser("bench", help="benchmark strategies on a prompt set (see `bench --help`)", add_help=False)
+    b.add_argument("rest", nargs=argparse.REMAINDER)
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # the benchmark has its own parser (options pass through untouched)
+        argv = ["bench", "--", *argv[1:]]
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
