@@ -10,4 +10,4 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   # a local CPU build on our machines; on your own machine install the torch build you want first
   .venv/bin/pip install -q "torch==2.13.0"
 fi
-.venv/bin/pip install -q -r requirements.txt pytest websocket-client requests
+.venv/bin/pip install -q -r requirements.txt pytest jsonschema websocket-client requests
