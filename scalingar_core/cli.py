@@ -24,9 +24,9 @@ def _dtype(name: str | None):
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
 
-def _progress(done: int, total: int | None) -> None:
+def _progress(label: str, done: int, total: int | None = None) -> None:
     if total:
-        print(f"\r  downloading {done / 2**20:.0f} / {total / 2**20:.0f} MiB", end="", file=sys.stderr, flush=True)
+        print(f"\r  {label}: {done / 2**20:.0f} / {total / 2**20:.0f} MiB", end="", file=sys.stderr, flush=True)
 
 
 def _load(args):

@@ -28,21 +28,23 @@ def repo_folder(models_dir: str | Path | None, repo_id: str) -> Path:
     return Path(models_dir or default_models_dir()) / repo_id.replace("/", "--")
 
 
-def fetch_command(repo_id: str, filename: str | None, folder: Path) -> str:
+def fetch_command(repo_id: str, filename: str | None, folder: Path, patterns: list[str] | None = None) -> str:
     what = f" {filename}" if filename else ""
-    return f"hf download {repo_id}{what} --local-dir {folder}"
+    include = "".join(f" --include '{p}'" for p in patterns) if patterns and not filename else ""
+    return f"hf download {repo_id}{what}{include} --local-dir {folder}"
 
 
 def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _missing(repo_id: str, filename: str | None, folder: Path, why: str) -> ModelFileError:
-    name = filename or "the model files"
+def _missing(repo_id: str, filename: str | None, folder: Path, why: str,
+             patterns: list[str] | None = None) -> ModelFileError:
+    what = f"{filename} of Hugging Face repo {repo_id} is" if filename else f"the files of Hugging Face repo {repo_id} are"
     return ModelFileError(
-        f"{name} of Hugging Face repo {repo_id} is not in {folder} ({why}). Fetch it with "
-        f"`{fetch_command(repo_id, filename, folder)}` (or `huggingface-cli download ...` with older "
-        f"huggingface_hub), or copy it into that folder, or load with download enabled on a machine with "
+        f"{what} not in {folder} ({why}). Fetch {'it' if filename else 'them'} with "
+        f"`{fetch_command(repo_id, filename, folder, patterns)}` (or `huggingface-cli download ...` with "
+        f"older huggingface_hub), or copy {'it' if filename else 'them'} into that folder, or load with download enabled on a machine with "
         f"internet access")
 
 
@@ -52,10 +54,13 @@ def _tqdm_class(progress: Progress | None, label: str):
     from tqdm.auto import tqdm
 
     class _Report(tqdm):  # huggingface_hub reports bytes through tqdm; forward them to the callback
+        done = 0  # counted here: a disabled tqdm (HF_HUB_DISABLE_PROGRESS_BARS) does not count
+
         def update(self, n=1):
             out = super().update(n)
+            self.done += int(n or 0)
             try:
-                progress(label, int(self.n), int(self.total) if self.total else None)
+                progress(label, self.done, int(self.total) if self.total else None)
             except Exception:  # a UI callback must never break a download
                 pass
             return out
@@ -76,6 +81,7 @@ def ensure_file(repo_id: str, filename: str, models_dir: str | Path | None = Non
         raise _missing(repo_id, filename, folder, "HF_HUB_OFFLINE is set")
     from huggingface_hub import hf_hub_download
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         got = hf_hub_download(repo_id, filename, local_dir=folder, tqdm_class=_tqdm_class(progress, filename))
     except Exception as exc:
         raise _missing(repo_id, filename, folder, f"download failed: {type(exc).__name__}: {exc}") from exc
@@ -90,15 +96,15 @@ def ensure_snapshot(repo_id: str, models_dir: str | Path | None = None, patterns
     if all((folder / r).is_file() for r in required):
         return folder
     if not download:
-        raise _missing(repo_id, None, folder, "downloads are off")
+        raise _missing(repo_id, None, folder, "downloads are off", patterns)
     if hub_offline():
-        raise _missing(repo_id, None, folder, "HF_HUB_OFFLINE is set")
+        raise _missing(repo_id, None, folder, "HF_HUB_OFFLINE is set", patterns)
     from huggingface_hub import snapshot_download
     try:
         snapshot_download(repo_id, local_dir=folder, allow_patterns=patterns,
                           tqdm_class=_tqdm_class(progress, repo_id))
     except Exception as exc:
-        raise _missing(repo_id, None, folder, f"download failed: {type(exc).__name__}: {exc}") from exc
+        raise _missing(repo_id, None, folder, f"download failed: {type(exc).__name__}: {exc}", patterns) from exc
     missing = [r for r in required if not (folder / r).is_file()]
     if missing:
         raise _missing(repo_id, missing[0], folder, "the repository did not provide it")

@@ -117,6 +117,35 @@ def _load(p: Preset, models_dir=None, device=None, dtype=None, download=False, p
                        progress=progress)
 
 
+def match_file(path) -> Preset | None:
+    """The preset whose GPT file ``path`` is, by name (or its converted ``.safetensors`` copy); a generic
+    name like ``model.safetensors`` only counts inside the preset's ``<owner>--<name>`` folder."""
+    from pathlib import Path
+
+    path = Path(path)
+    for p in PRESETS.values():
+        names = {p.filename, Path(p.filename).stem + ".safetensors"}
+        in_repo_folder = path.parent.name == p.repo_id.replace("/", "--")
+        if path.name in names and (in_repo_folder or p.filename != "model.safetensors"):
+            return p
+    return None
+
+
+def load_checkpoint(path, device=None, dtype=None, models_dir=None, **kwargs):
+    """Load a local GPT file of a known preset (None if the file is not one of ours). The VQ and T5 files
+    are looked up in ``models_dir`` (default: the folder holding the file's repo folder, or the file's)."""
+    from pathlib import Path
+
+    p = match_file(path)
+    if p is None:
+        return None
+    path = Path(path)
+    if models_dir is None:
+        models_dir = path.parent.parent if path.parent.name == p.repo_id.replace("/", "--") else path.parent
+    from .adapter import load_preset
+    return load_preset(p, models_dir=models_dir, device=device, dtype=dtype, gpt_path=path, **kwargs)
+
+
 def register_models(register) -> None:
     from ..registry import ModelEntry
     for p in PRESETS.values():

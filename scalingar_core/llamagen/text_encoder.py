@@ -82,12 +82,17 @@ class T5TextEncoder:
                  clean: bool = True):
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
-        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.compute_device = torch.device(device) if device is not None else next(model.parameters()).device
         self.max_length = max_length
         self.offload = offload
         self.clean = clean
-        if not offload:
-            self.model.to(self.device)
+        self.model.to("cpu" if offload else self.compute_device)
+
+    @property
+    def device(self) -> torch.device:
+        """Where encoding runs: the weights' device, unless offloading (then the compute device). Someone else
+        (ComfyUI's model management) may move ``model``; encoding follows it."""
+        return self.compute_device if self.offload else next(self.model.parameters()).device
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, device=None, dtype=torch.bfloat16, **kwargs) -> "T5TextEncoder":
@@ -130,8 +135,10 @@ class T5TextEncoder:
         if isinstance(prompts, str):
             prompts = [prompts]
         ids, mask = self.tokenize(list(prompts))
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        self.model.to(self.device)
+        device = self.device
+        ids, mask = ids.to(device), mask.to(device)
+        if self.offload:
+            self.model.to(device)
         try:
             feats = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
         finally:

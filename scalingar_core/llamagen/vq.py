@@ -199,10 +199,11 @@ class VQModel(nn.Module):
 
     @torch.no_grad()
     def decode_codes(self, codes: torch.Tensor, grid: tuple[int, int] | None = None,
-                     chunk: int = 4) -> torch.Tensor:
+                     chunk: int | None = None) -> torch.Tensor:
         """Raster-order ``codes [B, h*w]`` -> images ``[B, 3, 16h, 16w]`` in [0, 1] (fp32).
 
-        ``grid`` defaults to a square; ``chunk`` images are decoded at a time to bound activation memory."""
+        ``grid`` defaults to a square; ``chunk`` images are decoded at a time to bound activation memory
+        (default :func:`decode_chunk`)."""
         codes = torch.as_tensor(codes, device=self.post_quant_conv.weight.device).long()
         if codes.dim() != 2:
             raise ValueError(f"codes must be [B, h*w], got {tuple(codes.shape)}")
@@ -215,6 +216,7 @@ class VQModel(nn.Module):
         size = self.config.codebook_size
         if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= size):
             raise ValueError(f"codes must be in [0, {size}), got range [{int(codes.min())}, {int(codes.max())}]")
+        chunk = chunk or decode_chunk(max(h, w) * self.config.downsample)
         out = []
         for part in codes.split(max(1, chunk)):
             x = self.decoder(self.post_quant_conv(self.quantize.lookup(part, h, w)))
@@ -222,6 +224,12 @@ class VQModel(nn.Module):
         return torch.cat(out)
 
 
+def decode_chunk(image_size: int) -> int:
+    """Images decoded at once: 4 at 256 px, 1 at 512 px (about the same activation memory)."""
+    return max(1, 4 * 256 * 256 // (image_size * image_size))
+
+
 def decoder_activation_bytes(cfg: VQConfig, image_size: int, images: int) -> int:
-    """Rough peak activation memory of decoding ``images`` at once in fp32 (a few full-resolution maps)."""
-    return 6 * images * cfg.ch * cfg.ch_mult[0] * image_size * image_size * 4
+    """Rough peak activation memory of decoding ``images`` at once in fp32: with no autograd about four
+    full-resolution feature maps are alive at a time (block input, norm, conv output, residual)."""
+    return 4 * images * cfg.ch * cfg.ch_mult[0] * image_size * image_size * 4
