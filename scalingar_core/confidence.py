@@ -13,19 +13,32 @@ import torch
 
 from .config import ProfileConfig
 from .history import History, RollingPool
+from .sampling import guided_logits
 
 
 # ---------------------------------------------------------------- token-level signals (eqs. 3, 5)
 
+def _unnormalised(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """exp(ℓ − max ℓ), its row sums z and logsumexp ℓ: a softmax without the division, in few passes
+    (the profile runs on every step over the whole vocabulary, so passes matter on CPU)."""
+    top = logits.amax(-1, keepdim=True)
+    e = torch.exp(logits - top)
+    z = e.sum(-1, keepdim=True)
+    return e, z.squeeze(-1), (top + z.log()).squeeze(-1)
+
+
 def entropy_and_margin(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Eq. (5) inputs: normalised entropy H̄ = H / log|V|, top-1 minus top-2 margin m, and log-probs.
+    """Eq. (5) inputs: normalised entropy H̄ = H / log|V| and the top-1 minus top-2 probability margin m,
+    plus logsumexp ℓ (for the other signals of the same distribution).
 
     ``logits`` ``[n, V]`` (already guided and divided by the temperature) over the full vocabulary."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    p = logp.exp()
-    entropy = -(p * logp).nan_to_num(0.0).sum(-1)  # 0·log 0 = 0 for masked tokens
-    top2 = p.topk(2, dim=-1).values
-    return entropy / math.log(logits.shape[-1]), top2[:, 0] - top2[:, 1], logp
+    logits = logits.float().clamp_min(-1e4)  # masked (−inf) tokens: p = 0 and a finite logit, so 0·ℓ = 0
+    e, z, lse = _unnormalised(logits)
+    entropy = lse - torch.linalg.vecdot(e, logits) / z  # −Σ p log p = logsumexp ℓ − Σ p ℓ
+    first = logits.argmax(-1, keepdim=True)
+    second = logits.scatter(-1, first, float("-inf")).amax(-1)  # a tie for the top gives margin 0
+    top1 = logits.gather(-1, first).squeeze(-1)
+    return entropy / math.log(logits.shape[-1]), torch.exp(top1 - lse) - torch.exp(second - lse), lse
 
 
 def token_confidence(entropy_norm: torch.Tensor, margin: torch.Tensor, alpha_h: float, alpha_m: float) -> torch.Tensor:
@@ -38,10 +51,11 @@ def ema(previous: torch.Tensor, value: torch.Tensor, rate: float) -> torch.Tenso
     return (1.0 - rate) * previous + rate * value
 
 
-def self_certainty(logp: torch.Tensor) -> torch.Tensor:
-    """Self-certainty of one token (Kang et al.): KL(U ‖ p) = −(1/|V|)·Σ_j (log p_j + log|V|)."""
-    v = logp.shape[-1]
-    return -(logp.clamp_min(-1e4).mean(-1) + math.log(v))
+def self_certainty(logits: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
+    """Self-certainty of one token (Kang et al.): KL(U ‖ p) = −(1/|V|)·Σ_j (log p_j + log|V|), with
+    log p_j = logit_j − logsumexp (``logits`` as returned clamped by :func:`entropy_and_margin` callers)."""
+    mean_logp = logits.mean(-1) - lse
+    return -(mean_logp + math.log(logits.shape[-1]))
 
 
 # ---------------------------------------------------------------- worst-block stability (eq. 7)
@@ -94,10 +108,13 @@ def intrinsic_raw(s_tok: torch.Tensor, block: torch.Tensor, w_tok: float, w_blk:
 # ---------------------------------------------------------------- conditional channel (eqs. 9, 10)
 
 def conditional_kl(cond_logits: torch.Tensor, uncond_logits: torch.Tensor) -> torch.Tensor:
-    """Eq. (9): K_t = KL(p_c ‖ p_u) = Σ_v p_c(v)·[log p_c(v) − log p_u(v)] (temperature already applied)."""
-    logp_c = torch.log_softmax(cond_logits.float(), dim=-1)
-    logp_u = torch.log_softmax(uncond_logits.float(), dim=-1)
-    return (logp_c.exp() * (logp_c - logp_u)).sum(-1)
+    """Eq. (9): K_t = KL(p_c ‖ p_u) = Σ_v p_c(v)·[log p_c(v) − log p_u(v)] (temperature already applied).
+
+    Computed as Σ p_c·(ℓ_c − ℓ_u) − logsumexp ℓ_c + logsumexp ℓ_u: the same value in fewer passes."""
+    cond, uncond = cond_logits.float(), uncond_logits.float()
+    e_c, z_c, lse_c = _unnormalised(cond)
+    lse_u = torch.logsumexp(uncond, dim=-1)
+    return torch.linalg.vecdot(e_c, cond - uncond) / z_c - lse_c + lse_u
 
 
 def rolling_zscore(value: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, eps: float) -> torch.Tensor:
@@ -174,11 +191,13 @@ class ConfidenceProfile:
         cfg, st, hist = self.cfg, self.state, self.history
         first = t == 0
         # (5) token-level signals of the sampled (guided) distribution at the previous scale (A1)
-        source = cond if cfg.entropy_source == "conditional" else uncond + cfg_prev[:, None] * (cond - uncond)
-        h_norm, margin, logp = entropy_and_margin(source / temperature)
+        if temperature != 1.0:
+            cond, uncond = cond / temperature, uncond / temperature
+        source = cond if cfg.entropy_source == "conditional" else guided_logits(cond, uncond, cfg_prev)
+        h_norm, margin, lse = entropy_and_margin(source)
         c_tok = token_confidence(h_norm, margin, cfg.alpha_h, cfg.alpha_m)
         st.tok_conf_sum += c_tok
-        st.self_cert_sum += self_certainty(logp)
+        st.self_cert_sum += self_certainty(source.clamp_min(-1e4), lse)
         # (6)
         st.s_tok = c_tok if first else ema(st.s_tok, c_tok, cfg.lambda_tok)
         # (7) accumulate this position's entropy into its block, then the worst eligible blocks
@@ -199,7 +218,7 @@ class ConfidenceProfile:
         i_raw = intrinsic_raw(st.s_tok, block, cfg.w_tok, cfg.w_blk)
         st.intrinsic = i_raw if first else ema(st.intrinsic, i_raw, cfg.lambda_i)
         # (9), (10)
-        kl = conditional_kl(cond / temperature, uncond / temperature)
+        kl = conditional_kl(cond, uncond)
         self.kl_pool.push(t, ids, kl)
         mean, std = self.kl_pool.mean_std(t, ids, cfg.normalisation)
         d = drift_score(rolling_zscore(kl, mean, std, cfg.eps))

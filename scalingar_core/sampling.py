@@ -38,12 +38,13 @@ def stream_uniform(seed: int, ids: torch.Tensor, step: int, salt: int = 0) -> to
 
 def guided_logits(cond: torch.Tensor, uncond: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """ℓ_u + s_i·(ℓ_c − ℓ_u) with one scale per row (LlamaGen's CFG on fp32 logits)."""
-    return uncond + scale[:, None].to(cond.dtype) * (cond - uncond)
+    return torch.lerp(uncond, cond, scale[:, None].to(cond.dtype))  # u + s·(c − u) in one pass
 
 
 def filter_logits(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
     """Temperature, then top-k (ties with the k-th value survive), then top-p (the first token always survives)."""
-    logits = logits / max(temperature, 1e-5)
+    if temperature != 1.0:
+        logits = logits / max(temperature, 1e-5)
     if 0 < top_k < logits.shape[-1]:
         kth = logits.topk(top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))

@@ -92,7 +92,9 @@ def test_rebound_eq12():
 
 
 def test_self_certainty_is_zero_for_uniform():
-    logp = torch.log_softmax(torch.zeros(1, 16), -1)
-    assert eq.self_certainty(logp).item() == pytest.approx(0.0, abs=1e-6)
-    peaked = torch.log_softmax(torch.tensor([[5.0] + [0.0] * 15]), -1)
-    assert eq.self_certainty(peaked).item() > 0
+    flat = torch.zeros(1, 16)
+    assert eq.self_certainty(flat, torch.logsumexp(flat, -1)).item() == pytest.approx(0.0, abs=1e-6)
+    peaked = torch.tensor([[5.0] + [0.0] * 15])
+    logp = torch.log_softmax(peaked, -1)
+    expected = -(1 / 16) * (logp + math.log(16)).sum().item()
+    assert eq.self_certainty(peaked, torch.logsumexp(peaked, -1)).item() == pytest.approx(expected, rel=1e-5)
