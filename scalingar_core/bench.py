@@ -241,8 +241,10 @@ def run(args) -> dict:
     base = json.loads(args.config) if args.config else None
     for m in methods:
         method_config(m, args.n, 0, base)  # fail fast on a bad method name or override
-    tasks = [{"entry": e, "method": m, "seed": s, "n": args.n, "base": base, "reward": args.reward}
-             for s in range(args.seeds) for e in entries for m in methods]
+    # repeated captions are different samples: every (entry, seed) pair gets its own sampling seed, shared
+    # by all methods so they are compared on the same random streams
+    tasks = [{"entry": e, "method": m, "seed": s * 1_000_003 + i, "n": args.n, "base": base, "reward": args.reward}
+             for s in range(args.seeds) for i, e in enumerate(entries) for m in methods]
     workers = max(1, args.workers)
     start = time.perf_counter()
     if workers == 1:

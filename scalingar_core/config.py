@@ -10,6 +10,19 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 STRATEGIES = ("scalingar", "plain", "best_of_n", "importance_sampling", "random_prune")
+# Allowed values of every text setting (the first is the default). New fields go at the END of their
+# dataclass: ComfyUI saves widget values by position.
+CHOICES = {
+    "entropy_source": ("guided", "conditional"),
+    "normalisation": ("pooled", "per_trajectory", "cross_sectional"),
+    "theta_init": ("warmup_pool", "current"),
+    "hard_fail_mode": ("absolute", "relative"),
+    "recovery_reference": ("running_min", "flag"),
+    "vol_measure": ("var", "std"),
+    "form": ("additive", "multiplicative"),
+    "update": ("target_ema", "integrating"),
+    "score": ("token_confidence", "self_certainty", "confidence"),
+}
 
 
 def _check(name: str, value: Any, ok: bool, allowed: str) -> None:
@@ -122,8 +135,8 @@ class ProfileConfig(_Config):
         _unit("worst_fraction", self.worst_fraction, open_low=True)
         _positive_int("block_size", self.block_size)
         _positive_int("roll_window", self.roll_window)
-        _choice("entropy_source", self.entropy_source, ("guided", "conditional"))
-        _choice("normalisation", self.normalisation, ("pooled", "per_trajectory", "cross_sectional"))
+        _choice("entropy_source", self.entropy_source, CHOICES["entropy_source"])
+        _choice("normalisation", self.normalisation, CHOICES["normalisation"])
         _check("eps", self.eps, 0 < self.eps < 1e-2, "(0, 0.01)")
         _check("calib_a", self.calib_a, math.isfinite(self.calib_a), "a finite number")
         _check("calib_b", self.calib_b, math.isfinite(self.calib_b), "a finite number")
@@ -150,9 +163,6 @@ class GateConfig(_Config):
     delta_gap: float = 0.02
     """Absolute rebound C − C_min that counts as recovery. RECONSTRUCTED (A12): measured from the running
     minimum; matches the 5 % relative test at C ≈ 0.4."""
-    recovery_reference: str = "running_min"
-    """A12, RECONSTRUCTED: the rebound tests measure from the trajectory's running minimum C_min
-    ('running_min', method.md default) or from its C when probation began ('flag')."""
     protection_fraction: float = 0.125
     """H_prot as a fraction of T. RECONSTRUCTED (A13): equal to W_0; 0.25 is the conservative reading."""
     hard_fail: float = 0.10
@@ -161,6 +171,9 @@ class GateConfig(_Config):
     hard_fail_mode: str = "absolute"
     min_survivors: int = 1
     """Never remove the last ``min_survivors`` trajectories. RECONSTRUCTED (A15): the paper lets all die."""
+    recovery_reference: str = "running_min"
+    """A12, RECONSTRUCTED: the rebound tests measure from the trajectory's running minimum C_min
+    ('running_min', method.md default) or from its C when probation began ('flag')."""
 
     def __post_init__(self):
         _unit("warmup_fraction", self.warmup_fraction, open_high=True)
@@ -170,9 +183,9 @@ class GateConfig(_Config):
         _positive_int("update_interval", self.update_interval)
         _positive_int("recovery_window", self.recovery_window)
         _positive_int("min_survivors", self.min_survivors)
-        _choice("theta_init", self.theta_init, ("warmup_pool", "current"))
-        _choice("hard_fail_mode", self.hard_fail_mode, ("absolute", "relative"))
-        _choice("recovery_reference", self.recovery_reference, ("running_min", "flag"))
+        _choice("theta_init", self.theta_init, CHOICES["theta_init"])
+        _choice("hard_fail_mode", self.hard_fail_mode, CHOICES["hard_fail_mode"])
+        _choice("recovery_reference", self.recovery_reference, CHOICES["recovery_reference"])
         _check("delta_rec", self.delta_rec, self.delta_rec >= 0, ">= 0")
         _check("delta_gap", self.delta_gap, self.delta_gap >= 0, ">= 0")
         _check("hard_fail", self.hard_fail, 0 <= self.hard_fail <= 1, "[0, 1]")
@@ -208,9 +221,9 @@ class SchedulerConfig(_Config):
             _check(name, v, isinstance(v, (int, float)) and v >= 0 and math.isfinite(v), ">= 0")
         _unit("eta", self.eta, open_low=True)
         _positive_int("vol_window", self.vol_window)
-        _choice("vol_measure", self.vol_measure, ("var", "std"))
-        _choice("form", self.form, ("additive", "multiplicative"))
-        _choice("update", self.update, ("target_ema", "integrating"))
+        _choice("vol_measure", self.vol_measure, CHOICES["vol_measure"])
+        _choice("form", self.form, CHOICES["form"])
+        _choice("update", self.update, CHOICES["update"])
 
 
 @dataclass
@@ -226,7 +239,7 @@ class BaselineConfig(_Config):
     is_lambda: float = 10.0  # w_i = exp(λ·r_i), TTS-VAR
 
     def __post_init__(self):
-        _choice("score", self.score, ("token_confidence", "self_certainty", "confidence"))
+        _choice("score", self.score, CHOICES["score"])
         self.is_fractions = tuple(float(f) for f in self.is_fractions)
         for f in self.is_fractions:
             _check("is_fractions", self.is_fractions, 0 < f < 1, "fractions in (0, 1)")

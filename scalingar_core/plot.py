@@ -1,7 +1,7 @@
-"""A confidence-trace plot drawn with Pillow only (ComfyUI installs do not all carry matplotlib).
+"""Confidence-trace plot drawn with Pillow only (ComfyUI installs do not all carry matplotlib).
 
-Top panel: C per trajectory over the decoding steps, the threshold θ (dashed), removal points (× basin,
-■ hard fail) and the selected trajectory drawn thick. Bottom panel: each trajectory's CFG scale.
+Top panel: C (0..1) per trajectory, the threshold θ dashed, removals as red crosses, the selected trajectory
+thicker. Bottom panel: each trajectory's CFG scale. The same picture as the live widget in ComfyUI.
 """
 from __future__ import annotations
 
@@ -11,10 +11,92 @@ from PIL import Image, ImageDraw
 
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
            (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+BACKGROUND, AXIS, THETA, REMOVED = (255, 255, 255), (90, 90, 90), (0, 0, 0), (220, 20, 20)
 
 
 def colour(index: int) -> tuple[int, int, int]:
     return PALETTE[index % len(PALETTE)]
+
+
+def _finite(values):
+    return [v for v in values if v is not None and isinstance(v, (int, float)) and math.isfinite(v)]
+
+
+def _polyline(draw, points, colour, width):
+    """Lines through consecutive finite points; a gap (None) breaks the line."""
+    run = []
+    for p in points + [None]:
+        if p is None:
+            if len(run) > 1:
+                draw.line(run, fill=colour, width=width)
+            elif len(run) == 1:
+                x, y = run[0]
+                draw.ellipse([x - width, y - width, x + width, y + width], fill=colour)
+            run = []
+        else:
+            run.append(p)
+
+
+def _dashed(draw, points, colour, width, dash=6):
+    for i, (a, b) in enumerate(zip(points, points[1:])):
+        if a is not None and b is not None and (i // dash) % 2 == 0:
+            draw.line([a, b], fill=colour, width=width)
+
+
+def plot_summary(summary: dict, width: int = 768, height: int = 512) -> Image.Image:
+    """``Trace.summary()`` -> RGB image. Top panel: C (0..1) per trajectory, theta dashed, removals as red
+    crosses, the selected trajectory thicker. Bottom panel: CFG scale per trajectory."""
+    steps = max(int(summary.get("steps") or 1), 1)
+    trajectories = summary.get("trajectories", [])
+    img = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(img)
+    left, right, top, gap = 44, width - 10, 18, 22
+    c_bottom = top + int((height - top - gap - 20) * 0.68)
+    g_top, g_bottom = c_bottom + gap, height - 20
+
+    def x_of(t):
+        return left + (right - left) * t / max(steps - 1, 1)
+
+    cfg_values = _finite(v for tr in trajectories for v in tr.get("cfg", []))
+    g_lo, g_hi = (min(cfg_values), max(cfg_values)) if cfg_values else (0.0, 1.0)
+    if g_hi - g_lo < 1e-6:
+        g_lo, g_hi = g_lo - 0.5, g_hi + 0.5
+
+    def y_c(v):
+        return c_bottom - (c_bottom - top) * min(max(v, 0.0), 1.0)
+
+    def y_g(v):
+        return g_bottom - (g_bottom - g_top) * (v - g_lo) / (g_hi - g_lo)
+
+    for y0, y1, label, lo, hi in ((top, c_bottom, "C", "0", "1"), (g_top, g_bottom, "CFG", f"{g_lo:.2f}",
+                                                                    f"{g_hi:.2f}")):
+        draw.rectangle([left, y0, right, y1], outline=AXIS)
+        draw.text((4, (y0 + y1) // 2 - 6), label, fill=AXIS)
+        draw.text((4, y0), hi, fill=AXIS)
+        draw.text((4, y1 - 10), lo, fill=AXIS)
+    draw.text((left, height - 16), f"step 0..{steps - 1}   strategy {summary.get('strategy', '?')}   "
+                                   f"selected #{summary.get('selected', '?')} (thick)   dashed: threshold   "
+                                   f"x: removed", fill=AXIS)
+
+    for tr in trajectories:
+        colour = PALETTE[tr.get("index", 0) % len(PALETTE)]
+        w = 3 if tr.get("selected") else 1
+        cs = tr.get("C", [])
+        _polyline(draw, [(x_of(t), y_c(v)) if v is not None and math.isfinite(v) else None
+                         for t, v in enumerate(cs)], colour, w)
+        _polyline(draw, [(x_of(t), y_g(v)) if v is not None and math.isfinite(v) else None
+                         for t, v in enumerate(tr.get("cfg", []))], colour, w)
+        at = tr.get("removed_at")
+        if at is not None and cs:
+            last = _finite(cs[: at + 1])
+            x, y = x_of(at), y_c(last[-1] if last else 0.0)
+            draw.line([x - 5, y - 5, x + 5, y + 5], fill=REMOVED, width=2)
+            draw.line([x - 5, y + 5, x + 5, y - 5], fill=REMOVED, width=2)
+
+    theta = summary.get("threshold", [])
+    _dashed(draw, [(x_of(t), y_c(v)) if v is not None and math.isfinite(v) else None
+                   for t, v in enumerate(theta)], THETA, 2)
+    return img
 
 
 def _summary(trace) -> dict:
@@ -27,78 +109,6 @@ def _summary(trace) -> dict:
     return trace
 
 
-def _finite(values) -> list[float]:
-    return [v for v in values if v is not None and math.isfinite(v)]
-
-
-def _range(values: list[float], pad: float = 0.05) -> tuple[float, float]:
-    if not values:
-        return 0.0, 1.0
-    lo, hi = min(values), max(values)
-    if hi - lo < 1e-9:
-        lo, hi = lo - 0.5, hi + 0.5
-    span = hi - lo
-    return lo - pad * span, hi + pad * span
-
-
-def plot_trace(trace, width: int = 768, height: int = 480) -> Image.Image:
-    """Render a trace (Trace, its ``to_dict()`` or its ``summary()``) as an RGB image."""
-    s = _summary(trace)
-    img = Image.new("RGB", (width, height), "white")
-    d = ImageDraw.Draw(img)
-    left, right, top = 48, width - 12, 22
-    split = int(height * 0.72)
-    c_box = (left, top, right, split - 18)
-    g_box = (left, split + 4, right, height - 20)
-    steps = max(1, int(s.get("steps") or 1))
-    trajs = s.get("trajectories", [])
-    c_lo, c_hi = _range(_finite([v for t in trajs for v in t["C"]] + _finite(s.get("threshold") or [])))
-    g_lo, g_hi = _range(_finite([v for t in trajs for v in t.get("cfg") or []]))
-
-    def xy(box, lo, hi, step, value):
-        x0, y0, x1, y1 = box
-        x = x0 + (x1 - x0) * step / max(1, steps - 1)
-        y = y1 - (y1 - y0) * (value - lo) / (hi - lo)
-        return x, y
-
-    for box, lo, hi, label in ((c_box, c_lo, c_hi, "C"), (g_box, g_lo, g_hi, "CFG")):
-        d.rectangle(box, outline=(160, 160, 160))
-        d.text((4, box[1]), f"{hi:.2f}", fill=(90, 90, 90))
-        d.text((4, box[3] - 10), f"{lo:.2f}", fill=(90, 90, 90))
-        d.text((4, (box[1] + box[3]) // 2 - 5), label, fill=(0, 0, 0))
-    title = f"{s.get('strategy', '')}  N={s.get('num_trajectories', len(trajs))}  T={steps}"
-    if s.get("tokens_generated") is not None:
-        title += f"  tokens={s['tokens_generated']}"
-    d.text((left, 4), title, fill=(0, 0, 0))
-    d.text((right - 60, height - 14), "step", fill=(90, 90, 90))
-
-    # θ: dashed, skipping the warm-up steps where it is undefined
-    theta = s.get("threshold") or []
-    pts = [(t, v) for t, v in enumerate(theta) if v is not None and math.isfinite(v)]
-    for (t0, v0), (t1, v1) in zip(pts, pts[1:]):
-        if t1 == t0 + 1 and t0 % 4 < 2:
-            d.line([xy(c_box, c_lo, c_hi, t0, v0), xy(c_box, c_lo, c_hi, t1, v1)], fill=(0, 0, 0), width=2)
-
-    ordered = sorted(trajs, key=lambda t: t.get("selected", False))  # selected drawn last, on top
-    for t in ordered:
-        col = colour(t["index"])
-        wide = 3 if t.get("selected") else 1
-        for box, lo, hi, key in ((c_box, c_lo, c_hi, "C"), (g_box, g_lo, g_hi, "cfg")):
-            series = [(k, v) for k, v in enumerate(t.get(key) or []) if v is not None and math.isfinite(v)]
-            if len(series) > 1:
-                d.line([xy(box, lo, hi, k, v) for k, v in series], fill=col, width=wide)
-        if t.get("removed_at") is not None and t["C"]:
-            k = min(t["removed_at"], len(t["C"]) - 1)
-            x, y = xy(c_box, c_lo, c_hi, k, t["C"][k])
-            if t.get("removed_reason") == "hard_fail":
-                d.rectangle((x - 4, y - 4, x + 4, y + 4), fill=col, outline=(0, 0, 0))
-            else:
-                d.line((x - 5, y - 5, x + 5, y + 5), fill=(0, 0, 0), width=2)
-                d.line((x - 5, y + 5, x + 5, y - 5), fill=(0, 0, 0), width=2)
-    # legend
-    x = left + 330
-    for t in trajs[:10]:
-        tag = "*" if t.get("selected") else ("x" if t.get("removed_at") is not None else "")
-        d.text((x, 4), f"{t['index']}{tag}", fill=colour(t["index"]))
-        x += 24
-    return img
+def plot_trace(trace, width: int = 768, height: int = 512) -> Image.Image:
+    """Render a trace (a Trace, its ``to_dict()`` or its ``summary()``) as an RGB image."""
+    return plot_summary(_summary(trace), width, height)

@@ -13,4 +13,4 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def _threads():
     import torch
 
-    torch.set_num_threads(min(2, torch.get_num_threads()))  # small tensors: more threads only add overhead
+    torch.set_num_threads(1)  # small tensors on a shared 2-core machine: more threads only add contention

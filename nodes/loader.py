@@ -1,0 +1,96 @@
+"""ScalingARModelLoader: a registry preset or a local checkpoint, handed to ComfyUI's model management."""
+from __future__ import annotations
+
+import torch
+
+import comfy.model_management as mm
+import comfy.utils
+from comfy_api.latest import io
+
+from scalingar_core import registry
+
+from . import models, patcher, types
+from .base import ScalingARNode
+
+DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def preset_repos() -> set[str]:
+    return {f["repo_id"] for name in registry.names() for f in registry.entry(name).files if f.get("repo_id")}
+
+
+def model_choices() -> list[str]:
+    # Presets first (toy-shapes leads: it runs anywhere), then whatever sits in models/scalingar/.
+    return registry.names() + models.local_checkpoints(preset_repos())
+
+
+def resolve_dtype(choice: str, device: torch.device) -> torch.dtype:
+    """``auto``: fp32 on CPU; on an accelerator bf16 where supported, else fp16, else fp32."""
+    if DTYPES[choice] is not None:
+        return DTYPES[choice]
+    if device.type == "cpu":
+        return torch.float32
+    if mm.should_use_bf16(device):
+        return torch.bfloat16
+    if mm.should_use_fp16(device):
+        return torch.float16
+    return torch.float32
+
+
+class DownloadProgress:
+    """The registry's ``progress(label, done_bytes, total_bytes_or_None)`` -> ComfyUI's progress bar
+    (one bar per file; an unknown total shows as done/done)."""
+
+    def __init__(self, node_id):
+        self.node_id = node_id
+        self.bar = None
+        self.label = None
+
+    def __call__(self, label, done, total=None):
+        total = max(int(total or done or 1), 1)
+        if self.bar is None or label != self.label:
+            self.bar, self.label = comfy.utils.ProgressBar(total, node_id=self.node_id), label
+        self.bar.update_absolute(int(done), total)
+
+
+def load_ar_model(name: str, dtype: torch.dtype, download: bool, node_id=None):
+    """The ARModel for dropdown value ``name`` on ComfyUI's offload device (the sampler moves it)."""
+    device = mm.unet_offload_device()
+    if name in registry.names():
+        entry = registry.entry(name)
+        folder = models.folder_for(entry.files)
+        return registry.load(name, models_dir=folder, device=device, dtype=dtype, download=download,
+                             progress=DownloadProgress(node_id))
+    # A file listed from the model folders (the dropdown checked it): the registry detects its family.
+    return registry.load_checkpoint(models.full_path(name), device=device, dtype=dtype)
+
+
+class ScalingARModelLoader(ScalingARNode):
+    @classmethod
+    def define_schema(cls):
+        choices = model_choices()
+        return io.Schema(
+            node_id="ScalingARModelLoader", display_name="ScalingAR Model Loader", category=types.CATEGORY,
+            description="Loads a next-token-prediction image model (tokenizer, transformer, decoder) for "
+                        "ScalingAR sampling. toy-shapes runs offline on CPU.",
+            inputs=[
+                io.Combo.Input("model", options=choices, default=choices[0] if choices else None,
+                               tooltip=f"A preset from the ScalingAR registry, or a checkpoint found in "
+                                       f"models/{models.FOLDER}/ (and extra_model_paths.yaml folders)."),
+                io.Combo.Input("dtype", options=list(DTYPES), default="auto",
+                               tooltip="Weight precision. auto: float32 on CPU, bfloat16 (else float16) on "
+                                       "GPUs that support it."),
+                io.Boolean.Input("download_if_missing", default=False,
+                                 tooltip=f"Fetch missing weight files into models/{models.FOLDER}/ (progress "
+                                         f"shown on this node). Off: a missing file is an error that says "
+                                         f"where to put it."),
+            ],
+            outputs=[types.Model.Output(display_name="model")],
+            hidden=[io.Hidden.unique_id])
+
+    @classmethod
+    def execute(cls, model, dtype, download_if_missing):
+        node_id = cls.hidden.unique_id if cls.hidden is not None else None
+        torch_dtype = resolve_dtype(dtype, mm.get_torch_device())
+        ar = load_ar_model(model, torch_dtype, download_if_missing, node_id)
+        return io.NodeOutput(patcher.wrap(ar))

@@ -1,0 +1,61 @@
+"""Where ScalingAR models live in a ComfyUI install: models/scalingar/ (+ extra_model_paths.yaml)."""
+from __future__ import annotations
+
+import os
+
+import folder_paths
+
+FOLDER = "scalingar"
+
+
+def register_folder() -> None:
+    """Make ``scalingar`` a model folder: ComfyUI/models/scalingar first, extra_model_paths.yaml entries kept.
+
+    extra_model_paths.yaml is read before custom nodes import, so a ``scalingar:`` entry may already exist
+    (with an empty extension set); keep its paths and put the default folder first.
+    """
+    default = os.path.join(folder_paths.models_dir, FOLDER)
+    paths, _ = folder_paths.folder_names_and_paths.get(FOLDER, ([], set()))
+    paths = [default] + [p for p in paths if p != default]
+    folder_paths.folder_names_and_paths[FOLDER] = (paths, set(folder_paths.supported_pt_extensions))
+
+
+def folders() -> list[str]:
+    return folder_paths.get_folder_paths(FOLDER)
+
+
+def default_folder() -> str:
+    return folders()[0]
+
+
+def repo_dir(repo_id: str) -> str:
+    """Registry layout: each source repository gets ``<models_dir>/<owner>--<name>/``."""
+    return repo_id.replace("/", "--")
+
+
+def folder_for(files: list[dict]) -> str:
+    """The model folder holding most of a preset's repositories (first one wins ties; the default folder,
+    where downloads go, when none has any). The loader itself checks every file and names what is missing."""
+    best, best_count = default_folder(), 0
+    for folder in folders():
+        count = sum(os.path.isdir(os.path.join(folder, repo_dir(f["repo_id"]))) for f in files if f.get("repo_id"))
+        if count > best_count:
+            best, best_count = folder, count
+    return best
+
+
+def local_checkpoints(preset_repos: set[str]) -> list[str]:
+    """Checkpoint files under the model folders that are not inside a preset's repository folder."""
+    skip = {repo_dir(r) for r in preset_repos}
+    return [f for f in folder_paths.get_filename_list(FOLDER) if f.replace("\\", "/").split("/")[0] not in skip]
+
+
+def full_path(filename: str) -> str:
+    path = folder_paths.get_full_path(FOLDER, filename)
+    if path is None:
+        raise FileNotFoundError(f"{filename!r} is not in any of the model folders {folders()}; put it in "
+                                f"{default_folder()} or pick another model")
+    return path
+
+
+register_folder()  # at import: the loader's dropdown lists this folder (idempotent)
