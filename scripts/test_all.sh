@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TIERS="${TIERS:-core js comfyui}"
-export HF_HUB_OFFLINE=1
+export HF_HUB_OFFLINE=1 SCALINGAR_NO_SKIP=1 SCALINGAR_REQUIRE_BROWSER=1
 declare -A took
 tier() { local name=$1; shift; local t0=$(date +%s); echo "=== tier $name: $*"; "$@"; took[$name]=$(( $(date +%s) - t0 )); }
 
