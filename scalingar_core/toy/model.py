@@ -26,7 +26,8 @@ from .text import CAPTION_LEN, VOCAB, CaptionEncoder, tokenize
 NAME = "toy-shapes"
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 WEIGHTS_FILE = WEIGHTS_DIR / f"{NAME}.safetensors"
-# Feasibility notes and our own sweep (weights/MODEL_CARD.md): guidance hurts this model beyond ~1.5.
+# CFG 1.0: plain first-sample accuracy 0.62 (target 0.35–0.70). Measured (weights/MODEL_CARD.md): 1.5 → 0.70,
+# 2.5 → 0.55, so strong guidance hurts this model (as the feasibility notes found); 2.5 is a stress setting.
 DEFAULTS = SamplingDefaults(cfg_scale=1.0, top_k=0, top_p=1.0, temperature=1.0)
 TRAIN_COMMAND = "nice -n 5 /work/venv/bin/python scripts/train_toy.py"
 
@@ -187,7 +188,7 @@ def register_models(register) -> None:
         grid=ToyShapesModel.grid,
         vocab_size=tokenizer.vocab_size(),
         defaults=DEFAULTS,
-        extra={"image_size": 32, "bundled": True, "weights": str(WEIGHTS_FILE.relative_to(WEIGHTS_DIR.parents[2])),
+        extra={"image_size": 32, "bundled": True, "weights": f"scalingar_core/toy/weights/{NAME}.safetensors",
                "vocabulary": list(VOCAB[1:]), "categories": list(toy_prompts.CATEGORIES)},
     )
     register(ModelEntry(info=info, loader=load, files=[]))

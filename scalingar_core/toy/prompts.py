@@ -93,6 +93,11 @@ _ONE = r"a (\w+) (\w+)"
 _REL = "|".join(w.replace(" ", r"\s") for w in RELATION_WORDS.values())
 
 
+_FORMS = ("Accepted forms: 'a red circle', 'two green triangles' (one|two|three), 'a red circle and a blue "
+          "square', 'a red circle left of|right of|above|below a blue square'; colours "
+          f"{', '.join(COLORS)}; shapes {', '.join(SHAPES)}")
+
+
 def parse(text: str) -> dict:
     """Caption → spec. Raises ValueError naming the accepted forms when the caption is not one of them."""
     t = " ".join(text.lower().strip().rstrip(".").split())
@@ -110,12 +115,11 @@ def parse(text: str) -> dict:
     elif m := re.fullmatch(_ONE, t):
         spec = {"objects": [_obj(m[1], m[2])], "relation": None, "count": None}
     else:
-        raise ValueError(
-            f"caption {text!r} is not in the toy-shapes language. Accepted forms: 'a red circle', "
-            "'two green triangles' (one|two|three), 'a red circle and a blue square', "
-            "'a red circle left of|right of|above|below a blue square'; "
-            f"colours {', '.join(COLORS)}; shapes {', '.join(SHAPES)}")
-    validate_spec(spec)
+        raise ValueError(f"caption {text!r} is not in the toy-shapes language. {_FORMS}")
+    try:
+        validate_spec(spec)
+    except ValueError as exc:
+        raise ValueError(f"caption {text!r}: {exc}. {_FORMS}") from None
     return spec
 
 
