@@ -1,0 +1,48 @@
+"""The benchmark CLI on a 2-prompt run: results.json schema, markdown, trade-off plot, method parsing."""
+import json
+
+import pytest
+
+from scalingar_core import bench
+
+
+def test_two_prompt_run_writes_the_documented_schema(tmp_path):
+    rc = bench.main(["--prompts", "builtin", "--per-category", "1", "--limit", "2", "--seeds", "1", "--n", "4",
+                     "--workers", "1", "--methods", "plain,best_of_n,scalingar,termination-only", "--out", str(tmp_path)])
+    assert rc == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert set(res) >= {"methods", "oracle_best_of_n", "random_pick"}
+    assert set(res["methods"]) == {"plain", "best_of_n", "scalingar", "termination-only"}
+    for name, m in res["methods"].items():
+        assert set(m) >= {"accuracy", "tokens_per_image", "wall_s", "images", "auroc_within_prompt"}
+        assert set(m["accuracy"]) == {"overall", "per_category"}
+        assert 0 <= m["accuracy"]["overall"] <= 1
+        assert set(m["accuracy"]["per_category"]) == {"single_object", "counting"}  # one builtin entry each
+        assert set(m["auroc_within_prompt"]) == {"0.25", "0.5", "0.75"}
+        assert m["images"] == 2
+    assert res["methods"]["plain"]["tokens_per_image"] == 64
+    assert res["methods"]["best_of_n"]["tokens_per_image"] == 4 * 64
+    assert res["methods"]["scalingar"]["tokens_per_image"] <= 4 * 64
+    assert 0 <= res["random_pick"] <= res["oracle_best_of_n"] <= 1
+    assert "| scalingar |" in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "tradeoff.png").stat().st_size > 0
+    records = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
+    assert len(records) == 2 * 4 and all(r["passed"] in (True, False) for r in records)
+
+
+def test_method_names_and_overrides():
+    cfg = bench.method_config("scalingar-no-conditional", 8, 3)
+    assert (cfg.strategy, cfg.profile.w_i, cfg.profile.w_d, cfg.sampling.seed) == ("scalingar", 1.0, 0.0, 3)
+    cfg = bench.method_config("termination-only@gate.recovery_window=8;gate.recovery_reference=flag", 8, 0)
+    assert not cfg.scheduler.enabled and cfg.gate.recovery_window == 8 and cfg.gate.recovery_reference == "flag"
+    with pytest.raises(ValueError, match="unknown method"):
+        bench.method_config("beam-search", 8, 0)
+    with pytest.raises(ValueError, match="quantile"):
+        bench.method_config("scalingar@gate.quantile=3", 8, 0)
+
+
+def test_auroc():
+    assert bench.auroc([0.9, 0.8, 0.1], [True, True, False]) == 1.0
+    assert bench.auroc([0.1, 0.9], [True, False]) == 0.0
+    assert bench.auroc([0.5, 0.5], [True, False]) == 0.5
+    assert bench.auroc([0.5, 0.6], [True, True]) is None
