@@ -268,12 +268,3 @@ class RunConfig(_Config):
                 setattr(self, name, cls.from_dict(value))
             elif not isinstance(value, cls):
                 raise ValueError(f"invalid setting {name}: expected {cls.__name__} or dict, got {type(value).__name__}")
-
-    @classmethod
-    def from_dict(cls, data: dict | None):
-        data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown RunConfig setting(s) {unknown}: known settings are {sorted(known)}")
-        return cls(**data)
