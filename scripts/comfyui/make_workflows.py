@@ -91,7 +91,7 @@ def sampler_widgets(strategy="scalingar", n=8, seed=0):
 
 
 def scalingar_chain(g, model_node, encode, x, y, title, strategy="scalingar", with_policy=True, n=8):
-    sampler = g.add("ScalingARSampler", (x + 320, y), (400, 620), sampler_widgets(strategy, n), title=title)
+    sampler = g.add("ScalingARSampler", (x + 320, y), (460, 640), sampler_widgets(strategy, n), title=title)
     g.link(model_node, "model", sampler, "model")
     g.link(encode, "conditioning", sampler, "conditioning")
     if with_policy:
