@@ -17,6 +17,7 @@ import json
 import math
 import multiprocessing as mp
 import os
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -33,6 +34,10 @@ ABLATIONS = {
     "scheduler-only": {"strategy": "scalingar", "gate": {"enabled": False}},
 }
 FRACTIONS = (0.25, 0.5, 0.75)
+# Final-step state and whole-trajectory means whose within-prompt AUROC is reported per method, to see which
+# signal carries information about correctness (and which points the wrong way, AUROC < 0.5).
+FINAL_SIGNALS = ("C", "I", "s_tok", "B", "D_hat")
+MEAN_SIGNALS = ("entropy_norm", "margin", "kl")
 
 
 def _value(text: str):
@@ -106,6 +111,12 @@ def _run_one(task: dict) -> dict:
         record["passed"], record["reason"] = bool(verdict.passed), verdict.reason
         record["final_ok"] = [None if r.removed_at is not None else bool(check(result.images[r.index], spec).passed)
                               for r in trace.trajectories]
+        alive = [r for r in trace.trajectories if r.removed_at is None]
+        record["signals"] = {name: [r.state[name][-1] if r.removed_at is None else None for r in trace.trajectories]
+                             for name in FINAL_SIGNALS}
+        for name in MEAN_SIGNALS:
+            record["signals"]["mean_" + name] = [float(np.mean(r.signals[name])) if r in alive else None
+                                                 for r in trace.trajectories]
         for f in FRACTIONS:
             step = min(trace.steps - 1, int(f * trace.steps))
             record["c_at"][str(f)] = [r.state["C"][step] if step < len(r.state["C"]) else None
@@ -125,6 +136,17 @@ def auroc(scores, labels) -> float | None:
     return wins / (len(pos) * len(neg))
 
 
+def within_prompt_auroc(records: list[dict], values_of) -> float | None:
+    """Mean over prompts with mixed outcomes of the AUROC of a per-trajectory value for final correctness."""
+    vals = []
+    for r in records:
+        pairs = [(c, ok) for c, ok in zip(values_of(r) or [], r["final_ok"] or []) if c is not None and ok is not None]
+        a = auroc([c for c, _ in pairs], [ok for _, ok in pairs])
+        if a is not None:
+            vals.append(a)
+    return float(np.mean(vals)) if vals else None
+
+
 def summarise(records: list[dict]) -> dict:
     by_method: dict[str, list[dict]] = defaultdict(list)
     for r in records:
@@ -135,16 +157,9 @@ def summarise(records: list[dict]) -> dict:
         per_cat = defaultdict(list)
         for r in scored:
             per_cat[r["category"]].append(r["passed"])
-        aurocs = {}
-        for f in FRACTIONS:
-            vals = []
-            for r in scored:
-                pairs = [(c, ok) for c, ok in zip(r["c_at"].get(str(f), []), r["final_ok"] or [])
-                         if c is not None and ok is not None]
-                a = auroc([c for c, _ in pairs], [ok for _, ok in pairs])
-                if a is not None:
-                    vals.append(a)
-            aurocs[str(f)] = float(np.mean(vals)) if vals else None
+        aurocs = {str(f): within_prompt_auroc(scored, lambda r, f=f: r["c_at"].get(str(f))) for f in FRACTIONS}
+        names = sorted({k for r in scored for k in r.get("signals", {})})
+        signal_aurocs = {k: within_prompt_auroc(scored, lambda r, k=k: r["signals"].get(k)) for k in names}
         methods[name] = {
             "accuracy": {"overall": float(np.mean([r["passed"] for r in scored])) if scored else None,
                          "per_category": {c: float(np.mean(v)) for c, v in sorted(per_cat.items())}},
@@ -152,8 +167,10 @@ def summarise(records: list[dict]) -> dict:
             "wall_s": float(sum(r["wall_s"] for r in rs)),
             "images": len(rs),
             "auroc_within_prompt": aurocs,
-            "auroc_prompts": {str(f): sum(1 for r in scored if r["final_ok"] and len(set(
-                ok for ok in r["final_ok"] if ok is not None)) == 2) for f in FRACTIONS[:1]},
+            "auroc_final_signals": signal_aurocs,
+            "mixed_outcome_prompts": sum(1 for r in scored if len({ok for ok in r["final_ok"] or [] if ok is not None}) == 2),
+            "removed_per_image": float(np.mean([sum(1 for ok in r["final_ok"] or [] if ok is None) for r in scored]))
+            if scored else None,
         }
     full = [r for r in by_method.get("best_of_n", []) if r["final_ok"]]
     oracle = float(np.mean([any(r["final_ok"]) for r in full])) if full else None
@@ -186,34 +203,36 @@ def write_markdown(summary: dict, meta: dict, path: Path) -> None:
 
 
 def tradeoff_plot(summary: dict, path: Path) -> None:
-    """Accuracy against tokens per image, one labelled point per method (Pillow only)."""
+    """Accuracy against tokens per image, one numbered point per method and a legend (Pillow only)."""
     from PIL import Image, ImageDraw
 
     from .plot import colour
 
     pts = [(n, m["tokens_per_image"], m["accuracy"]["overall"]) for n, m in summary["methods"].items()
            if m["accuracy"]["overall"] is not None]
-    w, h, pad = 760, 480, 60
+    w, h, pad, legend_w = 900, 480, 60, 300
+    right = w - legend_w
     img = Image.new("RGB", (w, h), "white")
     d = ImageDraw.Draw(img)
-    d.rectangle((pad, 20, w - 20, h - pad), outline=(150, 150, 150))
-    if pts:
-        xs, ys = [p[1] for p in pts], [p[2] for p in pts]
-        x0, x1 = 0, max(xs) * 1.1
-        y0, y1 = max(0.0, min(ys) - 0.05), min(1.0, max(ys) + 0.05)
-        if y1 - y0 < 1e-6:
-            y0, y1 = y0 - 0.05, y1 + 0.05
-        for i, (name, x, y) in enumerate(pts):
-            px = pad + (w - 20 - pad) * (x - x0) / (x1 - x0)
-            py = h - pad - (h - pad - 20) * (y - y0) / (y1 - y0)
-            d.ellipse((px - 5, py - 5, px + 5, py + 5), fill=colour(i))
-            d.text((px + 7, py - 6), f"{name} ({100 * y:.1f}%)", fill=(0, 0, 0))
-        d.text((pad, h - pad + 6), f"{x0:.0f}", fill=(0, 0, 0))
-        d.text((w - 80, h - pad + 6), f"{x1:.0f}", fill=(0, 0, 0))
-        d.text((4, 20), f"{100 * y1:.0f}%", fill=(0, 0, 0))
-        d.text((4, h - pad - 10), f"{100 * y0:.0f}%", fill=(0, 0, 0))
-    d.text((w // 2 - 60, h - 30), "tokens per image", fill=(0, 0, 0))
+    d.rectangle((pad, 20, right, h - pad), outline=(150, 150, 150))
+    d.text((pad + (right - pad) // 2 - 50, h - 30), "tokens per image", fill=(0, 0, 0))
     d.text((4, h // 2), "accuracy", fill=(0, 0, 0))
+    if not pts:
+        img.save(path)
+        return
+    xs, ys = [p[1] for p in pts], [p[2] for p in pts]
+    x1 = max(xs) * 1.1
+    y0, y1 = max(0.0, min(ys) - 0.03), min(1.0, max(ys) + 0.03)
+    for i, (name, x, y) in enumerate(pts):
+        px = pad + (right - pad) * x / x1
+        py = h - pad - (h - pad - 20) * (y - y0) / (y1 - y0)
+        px += (i % 3 - 1) * 4  # methods at the same budget would hide each other
+        d.ellipse((px - 6, py - 6, px + 6, py + 6), fill=colour(i), outline=(0, 0, 0))
+        d.text((right + 12, 24 + 18 * i), f"{i + 1}. {name}: {100 * y:.1f}% at {x:.0f} tokens", fill=colour(i))
+    d.text((pad, h - pad + 6), "0", fill=(0, 0, 0))
+    d.text((right - 30, h - pad + 6), f"{x1:.0f}", fill=(0, 0, 0))
+    d.text((4, 20), f"{100 * y1:.0f}%", fill=(0, 0, 0))
+    d.text((4, h - pad - 10), f"{100 * y0:.0f}%", fill=(0, 0, 0))
     img.save(path)
 
 
@@ -233,6 +252,15 @@ def load_prompts(source: str, per_category: int) -> list[dict]:
     return load_jsonl(path)
 
 
+def _progress(results, total: int, start: float) -> list[dict]:
+    records = []
+    for i, record in enumerate(results, 1):
+        records.append(record)
+        if i % 200 == 0 or i == total:
+            print(f"  {i}/{total} generations, {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    return records
+
+
 def run(args) -> dict:
     entries = load_prompts(args.prompts, args.per_category)
     if args.limit:
@@ -249,11 +277,12 @@ def run(args) -> dict:
     start = time.perf_counter()
     if workers == 1:
         _init(args.model, args.models_dir, args.device)
-        records = [_run_one(t) for t in tasks]
+        results = map(_run_one, tasks)
+        records = _progress(results, len(tasks), start)
     else:
         ctx = mp.get_context("fork")
         with ctx.Pool(workers, initializer=_init, initargs=(args.model, args.models_dir, args.device)) as pool:
-            records = pool.map(_run_one, tasks, chunksize=8)
+            records = _progress(pool.imap(_run_one, tasks, chunksize=8), len(tasks), start)
     elapsed = time.perf_counter() - start
     for r in records:
         r.pop("image", None)
