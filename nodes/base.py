@@ -21,8 +21,8 @@ class ScalingARNode(io.ComfyNode):
         super().__init_subclass__(**kwargs)
         # ComfyUI runs each node through a (locked) clone of its class that copies the class dict: the
         # clone already carries what we set here, so only a real node definition is processed.
-        if "_validators_set" in cls.__dict__:
-            return
+        if "_validators_set" in cls.__dict__ or cls.__dict__.get("ABSTRACT"):
+            return  # a clone, or a shared base that is not a node itself
         cls._validators_set = True
         names = [i.id for i in _combos(cls.define_schema())]
         if not names:

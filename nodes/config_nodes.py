@@ -10,48 +10,40 @@ from .base import ScalingARNode
 from .config_fields import build, inputs_for
 
 
-class ScalingARConfidenceProfile(ScalingARNode):
+class _ConfigNode(ScalingARNode):
+    """One node per config dataclass: its fields are the inputs, the validated dataclass the output."""
+
+    ABSTRACT = True
+    NODE_ID = DISPLAY_NAME = DESCRIPTION = OUTPUT_NAME = ""
+    CONFIG: type = object
+    OUTPUT: type = object
+
     @classmethod
     def define_schema(cls):
-        return io.Schema(
-            node_id="ScalingARConfidenceProfile", display_name="ScalingAR Confidence Profile",
-            category=types.CATEGORY,
-            description="How each trajectory's calibrated confidence C is formed from its own logits "
-                        "(eqs. 5-12). Defaults are the paper's universal configuration.",
-            inputs=inputs_for(ProfileConfig),
-            outputs=[types.Profile.Output(display_name="profile")])
+        return io.Schema(node_id=cls.NODE_ID, display_name=cls.DISPLAY_NAME, category=types.CATEGORY,
+                         description=cls.DESCRIPTION, inputs=inputs_for(cls.CONFIG),
+                         outputs=[cls.OUTPUT.Output(display_name=cls.OUTPUT_NAME)])
 
     @classmethod
     def execute(cls, **values):
-        return io.NodeOutput(build(ProfileConfig, values))
+        return io.NodeOutput(build(cls.CONFIG, values))
 
 
-class ScalingARTerminationGate(ScalingARNode):
-    @classmethod
-    def define_schema(cls):
-        return io.Schema(
-            node_id="ScalingARTerminationGate", display_name="ScalingAR Termination Gate",
-            category=types.CATEGORY,
-            description="Adaptive threshold theta (eq. 13) that removes trajectories whose confidence "
-                        "stays low, with warm-up, recovery window and hard-fail guard.",
-            inputs=inputs_for(GateConfig),
-            outputs=[types.Gate.Output(display_name="gate")])
-
-    @classmethod
-    def execute(cls, **values):
-        return io.NodeOutput(build(GateConfig, values))
+class ScalingARConfidenceProfile(_ConfigNode):
+    NODE_ID, DISPLAY_NAME, OUTPUT_NAME = "ScalingARConfidenceProfile", "ScalingAR Confidence Profile", "profile"
+    DESCRIPTION = ("How each trajectory's calibrated confidence C is formed from its own logits (eqs. 5-12). "
+                   "Defaults are the paper's universal configuration.")
+    CONFIG, OUTPUT = ProfileConfig, types.Profile
 
 
-class ScalingARGuidanceScheduler(ScalingARNode):
-    @classmethod
-    def define_schema(cls):
-        return io.Schema(
-            node_id="ScalingARGuidanceScheduler", display_name="ScalingAR Guidance Scheduler",
-            category=types.CATEGORY,
-            description="Per-trajectory CFG scale steered by the confidence signals (eqs. 14-15).",
-            inputs=inputs_for(SchedulerConfig),
-            outputs=[types.Scheduler.Output(display_name="scheduler")])
+class ScalingARTerminationGate(_ConfigNode):
+    NODE_ID, DISPLAY_NAME, OUTPUT_NAME = "ScalingARTerminationGate", "ScalingAR Termination Gate", "gate"
+    DESCRIPTION = ("Adaptive threshold theta (eq. 13) that removes trajectories whose confidence stays low, "
+                   "with warm-up, recovery window and hard-fail guard.")
+    CONFIG, OUTPUT = GateConfig, types.Gate
 
-    @classmethod
-    def execute(cls, **values):
-        return io.NodeOutput(build(SchedulerConfig, values))
+
+class ScalingARGuidanceScheduler(_ConfigNode):
+    NODE_ID, DISPLAY_NAME, OUTPUT_NAME = "ScalingARGuidanceScheduler", "ScalingAR Guidance Scheduler", "scheduler"
+    DESCRIPTION = "Per-trajectory CFG scale steered by the confidence signals (eqs. 14-15)."
+    CONFIG, OUTPUT = SchedulerConfig, types.Scheduler
