@@ -61,7 +61,11 @@ def cmd_generate(args) -> int:
     result = generate(model, model.encode(args.prompt), config)
     seconds = time.perf_counter() - start
     to_pil(result.image).save(out / "image.png")
-    to_pil(grid_image(result.images)).save(out / "candidates.png")
+    grid = to_pil(grid_image(result.images))
+    if min(result.images.shape[-2:]) < 128:  # tiny toy images: enlarge the overview, keep pixels sharp
+        scale = -(-128 // min(result.images.shape[-2:]))
+        grid = grid.resize((grid.width * scale, grid.height * scale), resample=0)
+    grid.save(out / "candidates.png")
     plot_trace(result.trace).save(out / "trace_plot.png")
     trace_path = Path(args.trace) if args.trace else out / "trace.json"
     result.trace.save_json(trace_path)

@@ -41,11 +41,11 @@ def mark_removed(image: torch.Tensor, width: int | None = None) -> torch.Tensor:
 
 
 def grid_image(images: torch.Tensor, columns: int | None = None, pad: int = 2) -> torch.Tensor:
-    """Tile ``[n, 3, H, W]`` into one ``[3, H', W']`` image (white gutters)."""
+    """Tile ``[n, 3, H, W]`` into one ``[3, H', W']`` image (grey gutters, so white images stay apart)."""
     n, c, h, w = images.shape
     columns = columns or min(n, 4)
     rows = -(-n // columns)
-    out = torch.ones(c, rows * (h + pad) + pad, columns * (w + pad) + pad, dtype=images.dtype)
+    out = torch.full((c, rows * (h + pad) + pad, columns * (w + pad) + pad), 0.6, dtype=images.dtype)
     for i in range(n):
         r, col = divmod(i, columns)
         out[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + col * (w + pad): pad + col * (w + pad) + w] = images[i].cpu()
