@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--models-dir", type=Path, default=default_models_dir(),
                         help="where checkpoints live or are downloaded (default: $SCALINGAR_MODELS_DIR or "
                              "~/.cache/scalingar/models)")
-        sp.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+        sp.add_argument("--device", default=None, help="torch device (default: the model's choice: cuda when available for LlamaGen, cpu for toy-shapes)")
         sp.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
         sp.add_argument("--download", action="store_true", help="download missing weights from Hugging Face")
 
