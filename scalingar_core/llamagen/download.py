@@ -56,6 +56,10 @@ def _tqdm_class(progress: Progress | None, label: str):
     class _Report(tqdm):  # huggingface_hub reports bytes through tqdm; forward them to the callback
         done = 0  # counted here: a disabled tqdm (HF_HUB_DISABLE_PROGRESS_BARS) does not count
 
+        def __init__(self, *args, **kwargs):
+            kwargs.pop("name", None)  # some hub releases pass name=, which plain tqdm rejects
+            super().__init__(*args, **kwargs)
+
         def update(self, n=1):
             out = super().update(n)
             self.done += int(n or 0)
@@ -82,7 +86,8 @@ def ensure_file(repo_id: str, filename: str, models_dir: str | Path | None = Non
     from huggingface_hub import hf_hub_download
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        got = hf_hub_download(repo_id, filename, local_dir=folder, tqdm_class=_tqdm_class(progress, filename))
+        got = hf_hub_download(repo_id, filename, local_dir=folder,
+                              **_progress_kwarg(hf_hub_download, _tqdm_class(progress, filename)))
     except Exception as exc:
         raise _missing(repo_id, filename, folder, f"download failed: {type(exc).__name__}: {exc}") from exc
     return Path(got)
@@ -102,10 +107,17 @@ def ensure_snapshot(repo_id: str, models_dir: str | Path | None = None, patterns
     from huggingface_hub import snapshot_download
     try:
         snapshot_download(repo_id, local_dir=folder, allow_patterns=patterns,
-                          tqdm_class=_tqdm_class(progress, repo_id))
+                          **_progress_kwarg(snapshot_download, _tqdm_class(progress, repo_id)))
     except Exception as exc:
         raise _missing(repo_id, None, folder, f"download failed: {type(exc).__name__}: {exc}", patterns) from exc
     missing = [r for r in required if not (folder / r).is_file()]
     if missing:
         raise _missing(repo_id, missing[0], folder, "the repository did not provide it")
     return folder
+
+
+def _progress_kwarg(fn, tqdm_class) -> dict:
+    """``tqdm_class`` only where this huggingface_hub release accepts it (older ones raise TypeError)."""
+    import inspect
+
+    return {"tqdm_class": tqdm_class} if "tqdm_class" in inspect.signature(fn).parameters else {}

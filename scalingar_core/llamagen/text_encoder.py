@@ -105,7 +105,7 @@ class T5TextEncoder:
                 f"no T5 text encoder in {folder} (config.json missing). Put the google/flan-t5-xl files there, "
                 f"e.g. `huggingface-cli download google/flan-t5-xl --local-dir {folder}`, or load with download=True")
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        model = T5EncoderModel.from_pretrained(str(folder), dtype=dtype)
+        model = T5EncoderModel.from_pretrained(str(folder), **_dtype_kwarg(T5EncoderModel.from_pretrained, dtype))
         return cls(model, tokenizer, device=device, **kwargs)
 
     @property
@@ -155,3 +155,12 @@ def t5_xl_encoder_params() -> int:
     attn = 4 * d * heads * d_kv
     block = attn + 3 * d * ff + 2 * d  # gated-GELU FFN (wi_0, wi_1, wo) + 2 layer norms
     return vocab * d + layers * block + heads * 32 + d  # + relative attention bias + final norm
+
+
+def _dtype_kwarg(from_pretrained, dtype) -> dict:
+    """transformers 4.56 renamed ``torch_dtype`` to ``dtype``; older releases (still common in ComfyUI
+    installs) pass an unknown ``dtype`` on to the model constructor and fail."""
+    import transformers
+
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
