@@ -38,6 +38,10 @@ def _load(args):
 
 def _config(args) -> RunConfig:
     overrides = json.loads(args.config) if args.config else {}
+    unknown = sorted(set(overrides) - {"sampling", "profile", "gate", "scheduler", "baseline"})
+    if unknown:
+        raise ValueError(f"--config has unknown section(s) {unknown}: use sampling, profile, gate, scheduler, "
+                         "baseline (the strategy is --strategy)")
     sampling = dict(num_trajectories=args.n, seed=args.seed, temperature=args.temperature, top_k=args.top_k,
                     top_p=args.top_p, cfg_scale=args.cfg)
     sampling.update(overrides.pop("sampling", {}))

@@ -22,7 +22,8 @@ def _unnormalised(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tor
     """exp(ℓ − max ℓ), its row sums z and logsumexp ℓ: a softmax without the division, in few passes
     (the profile runs on every step over the whole vocabulary, so passes matter on CPU)."""
     top = logits.amax(-1, keepdim=True)
-    e = torch.exp(logits - top)
+    # below −87, exp underflows to denormals (slow on CPU) and contributes < 1e-38: clamp it away
+    e = torch.exp((logits - top).clamp_min(-87.0))
     z = e.sum(-1, keepdim=True)
     return e, z.squeeze(-1), (top + z.log()).squeeze(-1)
 
@@ -113,7 +114,7 @@ def conditional_kl(cond_logits: torch.Tensor, uncond_logits: torch.Tensor) -> to
     Computed as Σ p_c·(ℓ_c − ℓ_u) − logsumexp ℓ_c + logsumexp ℓ_u: the same value in fewer passes."""
     cond, uncond = cond_logits.float(), uncond_logits.float()
     e_c, z_c, lse_c = _unnormalised(cond)
-    lse_u = torch.logsumexp(uncond, dim=-1)
+    lse_u = _unnormalised(uncond)[2]
     return torch.linalg.vecdot(e_c, cond - uncond) / z_c - lse_c + lse_u
 
 
@@ -185,6 +186,10 @@ class ConfidenceProfile:
         self.state = ProfileState.empty(num_trajectories, len(capacity), device)
         self.worst_pool = RollingPool(cfg.roll_window, num_trajectories, device)
         self.kl_pool = RollingPool(cfg.roll_window, num_trajectories, device)
+
+    def copy_pools(self, dest: torch.Tensor, src: torch.Tensor) -> None:
+        self.worst_pool.copy_rows(dest, src)
+        self.kl_pool.copy_rows(dest, src)
 
     def step(self, t: int, ids: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor,
              cfg_prev: torch.Tensor, temperature: float) -> ProfileState:

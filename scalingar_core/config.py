@@ -30,7 +30,12 @@ def _check(name: str, value: Any, ok: bool, allowed: str) -> None:
         raise ValueError(f"invalid setting {name}={value!r}: allowed {allowed}")
 
 
+def _number(name: str, value) -> None:
+    _check(name, value, isinstance(value, (int, float)) and not isinstance(value, bool), "a number")
+
+
 def _unit(name: str, value: float, *, open_low=False, open_high=False) -> None:
+    _number(name, value)
     lo_ok = value > 0 if open_low else value >= 0
     hi_ok = value < 1 if open_high else value <= 1
     _check(name, value, isinstance(value, (int, float)) and lo_ok and hi_ok and math.isfinite(value),
@@ -77,13 +82,16 @@ class SamplingConfig(_Config):
         _positive_int("num_trajectories", self.num_trajectories)
         _check("seed", self.seed, isinstance(self.seed, int) and 0 <= self.seed < 2**63, "an integer in [0, 2^63)")
         if self.temperature is not None:
+            _number("temperature", self.temperature)
             _check("temperature", self.temperature, self.temperature > 0 and math.isfinite(self.temperature), "> 0")
         if self.top_k is not None:
             _check("top_k", self.top_k, isinstance(self.top_k, int) and self.top_k >= 0,
                    "an integer >= 0 (0 = off) and <= the vocabulary size")
         if self.top_p is not None:
+            _number("top_p", self.top_p)
             _check("top_p", self.top_p, 0 < self.top_p <= 1, "(0, 1]")
         if self.cfg_scale is not None:
+            _number("cfg_scale", self.cfg_scale)
             _check("cfg_scale", self.cfg_scale, self.cfg_scale >= 0 and math.isfinite(self.cfg_scale), ">= 0")
 
     def check_vocab(self, vocab_size: int) -> None:
@@ -137,8 +145,11 @@ class ProfileConfig(_Config):
         _positive_int("roll_window", self.roll_window)
         _choice("entropy_source", self.entropy_source, CHOICES["entropy_source"])
         _choice("normalisation", self.normalisation, CHOICES["normalisation"])
+        _number("eps", self.eps)
         _check("eps", self.eps, 0 < self.eps < 1e-2, "(0, 0.01)")
+        _number("calib_a", self.calib_a)
         _check("calib_a", self.calib_a, math.isfinite(self.calib_a), "a finite number")
+        _number("calib_b", self.calib_b)
         _check("calib_b", self.calib_b, math.isfinite(self.calib_b), "a finite number")
         _check("w_tok + w_blk", self.w_tok + self.w_blk, self.w_tok + self.w_blk > 0, "> 0")
         _check("w_i + w_d", self.w_i + self.w_d, self.w_i + self.w_d > 0, "> 0")
@@ -186,8 +197,11 @@ class GateConfig(_Config):
         _choice("theta_init", self.theta_init, CHOICES["theta_init"])
         _choice("hard_fail_mode", self.hard_fail_mode, CHOICES["hard_fail_mode"])
         _choice("recovery_reference", self.recovery_reference, CHOICES["recovery_reference"])
+        _number("delta_rec", self.delta_rec)
         _check("delta_rec", self.delta_rec, self.delta_rec >= 0, ">= 0")
+        _number("delta_gap", self.delta_gap)
         _check("delta_gap", self.delta_gap, self.delta_gap >= 0, ">= 0")
+        _number("hard_fail", self.hard_fail)
         _check("hard_fail", self.hard_fail, 0 <= self.hard_fail <= 1, "[0, 1]")
 
 
@@ -242,7 +256,9 @@ class BaselineConfig(_Config):
         _choice("score", self.score, CHOICES["score"])
         self.is_fractions = tuple(float(f) for f in self.is_fractions)
         for f in self.is_fractions:
+            _number("is_fractions", f)
             _check("is_fractions", self.is_fractions, 0 < f < 1, "fractions in (0, 1)")
+        _number("is_lambda", self.is_lambda)
         _check("is_lambda", self.is_lambda, self.is_lambda >= 0 and math.isfinite(self.is_lambda), ">= 0")
 
 

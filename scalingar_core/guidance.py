@@ -32,7 +32,7 @@ def cfg_update(previous: torch.Tensor, target: torch.Tensor, cfg: SchedulerConfi
     else:
         proposal = (1.0 - cfg.eta) * previous + cfg.eta * target
         move = target - previous
-    low = max(cfg.min_scale, base - cfg.clamp_below)
+    low = min(base, max(cfg.min_scale, base - cfg.clamp_below))  # never above the base scale itself
     high = base + cfg.clamp_above
     return torch.where(move.abs() < cfg.deadband, previous, proposal.clamp(low, high))
 

@@ -30,7 +30,7 @@ class History:
     def copy_rows(self, dest: torch.Tensor, src: torch.Tensor, upto: int) -> None:
         """Importance-sampling resample: trajectory ``dest[j]`` inherits ``src[j]``'s past."""
         for buf in self.buffers.values():
-            buf[dest, : upto + 1] = buf[src, : upto + 1].clone()
+            buf[dest, : upto + 1] = buf[src, : upto + 1]  # advanced indexing already copies
 
     def to_host(self) -> dict[str, list[list[float]]]:
         return {name: buf.cpu().tolist() for name, buf in self.buffers.items()}
@@ -48,6 +48,10 @@ class RollingPool:
         row.fill_(float("nan"))
         if values is not None:
             row[ids] = values
+
+    def copy_rows(self, dest: torch.Tensor, src: torch.Tensor) -> None:
+        """Importance-sampling resample: trajectory ``dest[j]`` inherits ``src[j]``'s recorded window."""
+        self.ring[:, dest] = self.ring[:, src]
 
     def _view(self, t: int, ids: torch.Tensor, mode: str) -> torch.Tensor:
         """Values each active row is normalised against, as ``[L, n]`` (per trajectory) or ``[L·N]``."""

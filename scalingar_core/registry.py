@@ -34,8 +34,8 @@ def _families():
         try:
             yield __import__(module, fromlist=["register_models"])
         except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith("scalingar_core"):
-                continue  # that family is not part of this build
+            if exc.name == module:
+                continue  # that family is not part of this build (a broken import inside it still raises)
             raise
 
 
@@ -44,9 +44,9 @@ def _populate() -> None:
     global _populated
     if _populated:
         return
-    _populated = True
     for mod in _families():
         mod.register_models(register)
+    _populated = True  # only once every family registered: a failure is raised again, not hidden
 
 
 def names() -> list[str]:

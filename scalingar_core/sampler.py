@@ -130,6 +130,9 @@ class _Run:
         return self._finish(state)
 
     def _prune(self, t: int, state) -> torch.Tensor | None:
+        if t == self.steps - 1 or self.ids.shape[0] <= self.gate.cfg.min_survivors:
+            self.gate.update_threshold(t, self.ids, state.c)  # θ stays in the trace; nobody can leave
+            return None
         reason = self.gate.decide(t, self.ids, state.c, state.c_min, state.r)
         if t < self.gate.protect:
             return None
@@ -141,6 +144,9 @@ class _Run:
             mask = baselines.random_victims(self.config.sampling.seed, self.ids, t, len(victims)).tolist()
             chosen = [i for i, v in enumerate(mask) if v]
             reasons = [reasons[v] for v in victims]  # reasons follow the count, not the rows
+            # the rows the gate condemned but chance spared start a fresh probation; otherwise they stay
+            # condemned and the control removes one more row every step
+            self.gate.reset([v for v in victims if v not in chosen])
             victims = chosen
         else:
             reasons = [reasons[v] for v in victims]
@@ -151,15 +157,16 @@ class _Run:
         return self._keep(torch.tensor(survivors, device=self.device))
 
     def _resample(self, t: int, state) -> torch.Tensor:
-        scores = self._scores(state, t + 1, partial=True)
+        scores = self._scores(state, t + 1)
         parents = baselines.resample(baselines.importance_weights(scores, self.config.baseline.is_lambda),
                                      self.config.sampling.seed, t)
         src = self.ids.index_select(0, parents)
         self.history.copy_rows(self.ids, src, t)
-        self.codes[self.ids, : t + 1] = self.codes[src, : t + 1].clone()
+        self.codes[self.ids, : t + 1] = self.codes[src, : t + 1]  # advanced indexing already copies
         self.events.append({"step": t, "type": "resample", "parents": src.tolist(), "scores": scores.tolist()})
         if self.profile is not None:
             self.profile.state.keep(parents)
+            self.profile.copy_pools(self.ids, src)
         self.cfg = self.cfg.index_select(0, parents)
         return parents  # ids stay the slots 0..N-1; each slot now continues its parent's prefix
 
@@ -170,7 +177,7 @@ class _Run:
         self.gate.state.keep(rows)
         return rows
 
-    def _scores(self, state, steps_done: int, partial: bool = False) -> torch.Tensor:
+    def _scores(self, state, steps_done: int) -> torch.Tensor:
         if self.reward is not None:
             images = decode_partial(self.model, self.codes.index_select(0, self.ids))
             return baselines.reward_scores(self.reward, images, self.device)

@@ -79,6 +79,13 @@ class TerminationGate:
                                torch.full((num_trajectories,), _NEVER, **long),
                                torch.zeros(num_trajectories, device=device))
 
+    def reset(self, rows: list[int]) -> None:
+        """End the probation of ``rows`` (indices into the active batch)."""
+        if rows:
+            index = torch.tensor(rows, device=self.state.flag_start.device)
+            self.state.flag_start[index] = -1
+            self.state.last_recovery[index] = _NEVER
+
     def update_threshold(self, t: int, ids: torch.Tensor, c: torch.Tensor) -> None:
         """Eq. (13) with its schedule: nothing during warm-up, initialise at t = W_0, EMA every K steps."""
         cfg = self.cfg

@@ -52,3 +52,6 @@ def test_bad_settings_and_unknown_model_give_clear_errors(reference_registered, 
     assert cli.main(["generate", "--model", "test-reference", "--prompt", "x", "--out", str(tmp_path),
                      "--config", '{"gate": {"quantile": 2}}']) == 2
     assert "quantile=2" in capsys.readouterr().err
+    assert cli.main(["generate", "--model", "test-reference", "--prompt", "x", "--out", str(tmp_path),
+                     "--config", '{"gates": {"quantile": 0.9}}']) == 2
+    assert "unknown section(s) ['gates']" in capsys.readouterr().err

@@ -69,3 +69,11 @@ def test_reconstructed_settings_are_documented():
                  "theta_init", "hard_fail", "min_fill", "roll_window", "vol_window", "is_fractions"):
         idx = src.index(f"    {name}:")
         assert "RECONSTRUCTED" in src[idx: idx + 600], name
+
+
+@pytest.mark.parametrize("cls, field", [(SamplingConfig, "temperature"), (SamplingConfig, "top_p"),
+                                        (GateConfig, "quantile"), (GateConfig, "hard_fail"),
+                                        (ProfileConfig, "eps"), (BaselineConfig, "is_lambda")])
+def test_non_numbers_are_a_clear_value_error(cls, field):
+    with pytest.raises(ValueError, match=f"{field}='abc'.*a number"):
+        cls(**{field: "abc"})
