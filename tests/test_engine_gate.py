@@ -133,3 +133,24 @@ def test_recovery_reference_flag_reading():
     assert 3 not in removed
     removed, _, _ = drive(GateConfig(recovery_reference="flag", **base), [HIGH, HIGH, HIGH, hover], 40)
     assert removed[3] == (8 + 6, BASIN)
+
+
+def test_reset_starts_a_fresh_probation():
+    # the random-prune control spares rows the gate condemned: they must not stay condemned
+    cfg = GateConfig(warmup_fraction=0.125, protection_fraction=0.125, recovery_window=4, hard_fail=0.0)
+    n, steps = 4, 32
+    hist = History(n, steps, "cpu")
+    gate = TerminationGate(cfg, steps, n, "cpu", hist)
+    ids = torch.arange(n)
+    kills = []
+    for t in range(steps):
+        c = torch.tensor([0.6, 0.6, 0.6, 0.5 if t < 8 else 0.2])
+        c_min = torch.tensor([0.6, 0.6, 0.6, 0.5 if t < 8 else 0.2])
+        hist.record(t, ids, C=c)
+        reason = gate.decide(t, ids, c, c_min, torch.zeros(n))
+        if reason[3] == BASIN:
+            kills.append(t)
+            gate.reset([3])
+    # θ first exceeds 0.5 at t = 5 (flagged), basin kill 4 steps later; after each reset the row is flagged
+    # again on the next step and needs a whole window before it can be condemned again
+    assert kills[:3] == [9, 14, 19]
