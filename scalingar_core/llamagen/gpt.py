@@ -333,7 +333,7 @@ class GPT(nn.Module):
         mask = (k_pos <= q_pos)[None] & key_ok[:, None, :k_len]
         return (mask | (k_pos == q_pos)[None])[:, None]
 
-    def trunk(self, x: torch.Tensor, start: int, mask: torch.Tensor,
+    def trunk(self, x: torch.Tensor, start: int, mask: torch.Tensor | None,
               caches: list[KVCache] | None = None) -> torch.Tensor:
         """Run the blocks on embeddings ``x [B, L, dim]`` at positions ``start..start+L-1`` (with caches:
         their k/v are written there and attention sees every cached position before)."""

@@ -48,6 +48,9 @@ class GPTSession:
             self.caches = model.new_caches(2 * n)
             mask = None if cond_mask is None else torch.cat([cond_mask, cond_mask])
             self._key_ok = model.key_mask(mask, 2 * n, cfg.seq_len, device)
+        # A decode query sees only the written prefix (the cache returns it), so without caption padding
+        # (c2i, the toy model, full captions) no mask is needed and SDPA may use its fused kernels.
+        self._needs_mask = not bool(self._key_ok.all())
 
     def _as_input(self, c, n, device):
         if self.model.config.model_type == "c2i":
@@ -88,7 +91,8 @@ class GPTSession:
             raise ValueError(f"step() needs one token per trajectory ({n}), got {tokens.numel()}")
         x = model.tok_embeddings(torch.cat([tokens, tokens])[:, None])
         pos = self._pos
-        h = model.trunk(x, pos, self._key_ok[:, None, None, : pos + 1], self.caches)
+        mask = self._key_ok[:, None, None, : pos + 1] if self._needs_mask else None
+        h = model.trunk(x, pos, mask, self.caches)
         self._pos = pos + 1
         return model.head(h[:, -1])
 
