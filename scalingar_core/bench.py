@@ -111,11 +111,10 @@ def _run_one(task: dict) -> dict:
         record["passed"], record["reason"] = bool(verdict.passed), verdict.reason
         record["final_ok"] = [None if r.removed_at is not None else bool(check(result.images[r.index], spec).passed)
                               for r in trace.trajectories]
-        alive = [r for r in trace.trajectories if r.removed_at is None]
         record["signals"] = {name: [r.state[name][-1] if r.removed_at is None else None for r in trace.trajectories]
                              for name in FINAL_SIGNALS}
         for name in MEAN_SIGNALS:
-            record["signals"]["mean_" + name] = [float(np.mean(r.signals[name])) if r in alive else None
+            record["signals"]["mean_" + name] = [float(np.mean(r.signals[name])) if r.removed_at is None else None
                                                  for r in trace.trajectories]
         for f in FRACTIONS:
             step = min(trace.steps - 1, int(f * trace.steps))

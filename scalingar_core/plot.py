@@ -79,13 +79,13 @@ def plot_summary(summary: dict, width: int = 768, height: int = 512) -> Image.Im
                                    f"x: removed", fill=AXIS)
 
     for tr in trajectories:
-        colour = PALETTE[tr.get("index", 0) % len(PALETTE)]
+        col = colour(tr.get("index", 0))
         w = 3 if tr.get("selected") else 1
         cs = tr.get("C", [])
         _polyline(draw, [(x_of(t), y_c(v)) if v is not None and math.isfinite(v) else None
-                         for t, v in enumerate(cs)], colour, w)
+                         for t, v in enumerate(cs)], col, w)
         _polyline(draw, [(x_of(t), y_g(v)) if v is not None and math.isfinite(v) else None
-                         for t, v in enumerate(tr.get("cfg", []))], colour, w)
+                         for t, v in enumerate(tr.get("cfg", []))], col, w)
         at = tr.get("removed_at")
         if at is not None and cs:
             last = _finite(cs[: at + 1])

@@ -153,7 +153,8 @@ class _Run:
         ids = self.ids.tolist()
         for v, r in zip(victims, reasons):
             self.removed[ids[v]] = (t, REASONS[r])
-        survivors = [i for i in range(len(ids)) if i not in set(victims)]
+        gone = set(victims)
+        survivors = [i for i in range(len(ids)) if i not in gone]
         return self._keep(torch.tensor(survivors, device=self.device))
 
     def _resample(self, t: int, state) -> torch.Tensor:

@@ -50,8 +50,8 @@ def filter_logits(logits: torch.Tensor, temperature: float, top_k: int, top_p: f
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p < 1.0:
         sorted_logits, order = logits.sort(dim=-1, descending=True)
-        cumulative = sorted_logits.softmax(-1).cumsum(-1)
-        drop_sorted = (cumulative - sorted_logits.softmax(-1)) > top_p
+        sorted_probs = sorted_logits.softmax(-1)
+        drop_sorted = (sorted_probs.cumsum(-1) - sorted_probs) > top_p  # mass before this token
         drop_sorted[:, 0] = False
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
         logits = logits.masked_fill(drop, float("-inf"))
