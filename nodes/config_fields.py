@@ -37,6 +37,8 @@ PROFILE_FIELDS = {
                           tip="Population of the rolling normalisations: all active trajectories over the "
                               "window, each trajectory's own past, or this step only."),
     "eps": dict(min=1e-9, max=0.0099, step=1e-6, round=1e-9, tip="Epsilon in the normalisations."),
+    "selection": dict(options=CHOICES["selection"],
+                      tip="Output: the survivor with the highest final C, or with the highest mean C."),
 }
 
 GATE_FIELDS = {
@@ -56,8 +58,12 @@ GATE_FIELDS = {
                            tip="c_hard on C itself, or as a fraction of theta."),
     "min_survivors": dict(min=1, max=1024, tip="Never remove the last this-many trajectories."),
     "recovery_reference": dict(options=CHOICES["recovery_reference"],
-                               tip="Measure the rebound from the running minimum C_min, or from C when "
-                                   "probation began."),
+                               tip="Measure a rebound from the running minimum C_min, from C when probation "
+                                   "began, or from the lowest C since then."),
+    "probation": dict(options=CHOICES["probation"],
+                      tip="continuous: probation ends when C is back above theta; window: it ends only with "
+                          "a rebound; end_of_window: after the recovery window, removed if C is below theta "
+                          "and has not rebounded."),
 }
 
 SCHEDULER_FIELDS = {

@@ -39,9 +39,13 @@ def resample_steps(fractions: Sequence[float], grid: tuple[int, int]) -> list[in
     return [r * w - 1 for r in rows]
 
 
-def importance_weights(scores: torch.Tensor, lam: float) -> torch.Tensor:
-    """TTS-VAR's weights w_i ∝ exp(λ·r_i), normalised (computed stably as a softmax)."""
-    return torch.softmax(lam * scores.float(), dim=0)
+def importance_weights(scores: torch.Tensor, lam: float, standardise: bool = True) -> torch.Tensor:
+    """TTS-VAR's weights w_i ∝ exp(λ·r_i), normalised (computed stably as a softmax); with ``standardise``
+    r_i are the scores' z-scores across the candidates (``BaselineConfig.is_scores``)."""
+    r = scores.float()
+    if standardise and r.numel() > 1:
+        r = (r - r.mean()) / (r.std(unbiased=False) + 1e-6)  # equal scores stay equal: uniform weights
+    return torch.softmax(lam * r, dim=0)
 
 
 def resample(weights: torch.Tensor, seed: int, step: int) -> torch.Tensor:

@@ -191,6 +191,11 @@ class ConfidenceProfile:
         self.worst_pool.copy_rows(dest, src)
         self.kl_pool.copy_rows(dest, src)
 
+    def forget(self, ids: torch.Tensor) -> None:
+        """Removed trajectories leave the rolling normalisations at once (pooled B and D use the active ones)."""
+        self.worst_pool.forget(ids)
+        self.kl_pool.forget(ids)
+
     def step(self, t: int, ids: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor,
              cfg_prev: torch.Tensor, temperature: float) -> ProfileState:
         cfg, st, hist = self.cfg, self.state, self.history

@@ -17,11 +17,14 @@ CHOICES = {
     "normalisation": ("pooled", "per_trajectory", "cross_sectional"),
     "theta_init": ("warmup_pool", "current"),
     "hard_fail_mode": ("absolute", "relative"),
-    "recovery_reference": ("running_min", "flag"),
+    "recovery_reference": ("running_min", "flag", "min_since_flag"),
+    "probation": ("continuous", "window", "end_of_window"),
     "vol_measure": ("var", "std"),
     "form": ("additive", "multiplicative"),
     "update": ("target_ema", "integrating"),
     "score": ("token_confidence", "self_certainty", "confidence"),
+    "selection": ("final", "mean"),
+    "is_scores": ("standardised", "raw"),
 }
 
 
@@ -133,8 +136,12 @@ class ProfileConfig(_Config):
     trajectories of the prompt in the trailing window (comparable across candidates), 'per_trajectory'
     (each against its own past), or 'cross_sectional' (this step's active trajectories only)."""
     eps: float = 1e-6
+    selection: str = "final"
+    """A16, how the output is chosen among the survivors: the highest final C_T ('final', v3 Algorithm 1
+    line 20) or the highest mean of C over the trajectory's steps ('mean', RECONSTRUCTED alternative)."""
 
     def __post_init__(self):
+        _choice("selection", self.selection, CHOICES["selection"])
         for name in ("alpha_h", "alpha_m", "w_tok", "w_blk", "w_i", "w_d", "neutral_block_score"):
             _unit(name, getattr(self, name))
         for name in ("lambda_tok", "lambda_i", "lambda_d"):
@@ -185,6 +192,8 @@ class GateConfig(_Config):
     recovery_reference: str = "running_min"
     """A12, RECONSTRUCTED: the rebound tests measure from the trajectory's running minimum C_min
     ('running_min', method.md default) or from its C when probation began ('flag')."""
+    probation: str = "continuous"
+    """A12, RECONSTRUCTED: 'continuous' (probation ends as soon as C ≥ θ) or 'window'."""
 
     def __post_init__(self):
         _unit("warmup_fraction", self.warmup_fraction, open_high=True)
@@ -197,6 +206,7 @@ class GateConfig(_Config):
         _choice("theta_init", self.theta_init, CHOICES["theta_init"])
         _choice("hard_fail_mode", self.hard_fail_mode, CHOICES["hard_fail_mode"])
         _choice("recovery_reference", self.recovery_reference, CHOICES["recovery_reference"])
+        _choice("probation", self.probation, CHOICES["probation"])
         _number("delta_rec", self.delta_rec)
         _check("delta_rec", self.delta_rec, self.delta_rec >= 0, ">= 0")
         _number("delta_gap", self.delta_gap)
@@ -251,9 +261,15 @@ class BaselineConfig(_Config):
     """IS resampling points as fractions of T, snapped to row boundaries. RECONSTRUCTED (A19): TTS-VAR's
     scale indices 6 and 9 of 13 mapped to sequence fractions."""
     is_lambda: float = 10.0  # w_i = exp(λ·r_i), TTS-VAR
+    is_scores: str = "standardised"
+    """What λ multiplies (RECONSTRUCTED). TTS-VAR's λ = 10 was set for ImageReward scores, which differ by
+    about one unit between a prompt's candidates; model-internal scores differ by ~0.01, so exp(10·r) would
+    resample uniformly. 'standardised' z-scores the candidates' scores (mean 0, standard deviation 1 across
+    them) before the exponent; 'raw' uses them as they are (TTS-VAR's literal rule)."""
 
     def __post_init__(self):
         _choice("score", self.score, CHOICES["score"])
+        _choice("is_scores", self.is_scores, CHOICES["is_scores"])
         self.is_fractions = tuple(float(f) for f in self.is_fractions)
         for f in self.is_fractions:
             _number("is_fractions", f)

@@ -53,6 +53,10 @@ class RollingPool:
         """Importance-sampling resample: trajectory ``dest[j]`` inherits ``src[j]``'s recorded window."""
         self.ring[:, dest] = self.ring[:, src]
 
+    def forget(self, ids: torch.Tensor) -> None:
+        """Drop every recorded value of trajectories ``ids`` (they left the batch)."""
+        self.ring[:, ids] = float("nan")
+
     def _view(self, t: int, ids: torch.Tensor, mode: str) -> torch.Tensor:
         """Values each active row is normalised against, as ``[L, n]`` (per trajectory) or ``[L·N]``."""
         if mode == "per_trajectory":

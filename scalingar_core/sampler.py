@@ -153,14 +153,16 @@ class _Run:
         ids = self.ids.tolist()
         for v, r in zip(victims, reasons):
             self.removed[ids[v]] = (t, REASONS[r])
+        self.profile.forget(self.ids[victims])  # their values leave the rolling normalisations now
         gone = set(victims)
         survivors = [i for i in range(len(ids)) if i not in gone]
         return self._keep(torch.tensor(survivors, device=self.device))
 
     def _resample(self, t: int, state) -> torch.Tensor:
         scores = self._scores(state, t + 1)
-        parents = baselines.resample(baselines.importance_weights(scores, self.config.baseline.is_lambda),
-                                     self.config.sampling.seed, t)
+        base = self.config.baseline
+        weights = baselines.importance_weights(scores, base.is_lambda, base.is_scores == "standardised")
+        parents = baselines.resample(weights, self.config.sampling.seed, t)
         src = self.ids.index_select(0, parents)
         self.history.copy_rows(self.ids, src, t)
         self.codes[self.ids, : t + 1] = self.codes[src, : t + 1]  # advanced indexing already copies
@@ -200,6 +202,8 @@ class _Run:
         strategy = self.config.strategy
         if strategy in ("best_of_n", "importance_sampling"):
             scores = self._scores(state, self.steps)
+        elif state is not None and self.config.profile.selection == "mean":
+            scores = self.history.buffers["C"].index_select(0, self.ids).nanmean(1)  # A16: mean C
         elif state is not None:
             scores = state.c
         else:

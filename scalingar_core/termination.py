@@ -1,9 +1,11 @@
 """Policy level: the adaptive termination gate (eq. 13 with warm-up, recovery, protection horizon, hard fail).
 
-A trajectory is removed when it sits in a low-confidence basin: below θ for a whole recovery window without
-rebounding from its own running minimum, or at once when C falls under the hard-fail floor. The decision
-for step ``t`` is a device tensor; the sampler reads it back once per step (it must know which rows to
-drop from the batch to save their compute).
+A trajectory is removed when it sits in a low-confidence basin — flagged below θ and not rebounding for a
+whole recovery window — or at once when C falls under the hard-fail floor. How "probation" and "rebound"
+are read is a setting (``GateConfig.probation`` and ``recovery_reference``, A12); ``config.py`` gives the
+reasoning for the defaults and ``benchmarks/gate_budget.py`` the token budget each reading reaches. The
+decision for step ``t`` is a device tensor; the sampler reads it back once per step (it must know which rows
+to drop from the batch to save their compute).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from .config import GateConfig
+from .confidence import rebound
 from .history import History
 
 KEEP, BASIN, HARD_FAIL = 0, 1, 2
@@ -37,8 +40,8 @@ def threshold_update(theta: torch.Tensor, q: torch.Tensor, rate: float) -> torch
 
 def recovered(c: torch.Tensor, reference: torch.Tensor, r: torch.Tensor, delta_gap: float,
               delta_rec: float) -> torch.Tensor:
-    """Recovery test (A12): an absolute rebound C − reference ≥ δ_gap or a relative one R ≥ δ_rec
-    (reference = the running minimum C_min, with R of eq. 12, by default)."""
+    """Recovery test (A12): an absolute rebound C − reference ≥ δ_gap or a relative one R ≥ δ_rec, both
+    measured from the same reference (the running minimum, C at the flag, or the minimum since the flag)."""
     return ((c - reference) >= delta_gap) | (r >= delta_rec)
 
 
@@ -57,7 +60,8 @@ class GateState:
 
     flag_start: torch.Tensor  # [n] long, step probation began, −1 when not flagged
     last_recovery: torch.Tensor  # [n] long, step of the last recovery, _NEVER when none
-    flag_c: torch.Tensor  # [n] C when probation began (for recovery_reference='flag')
+    flag_c: torch.Tensor  # [n] C when probation began (recovery_reference='flag')
+    flag_min: torch.Tensor  # [n] lowest C since probation began (recovery_reference='min_since_flag')
 
     def keep(self, rows: torch.Tensor) -> None:
         for f in fields(self):
@@ -77,6 +81,7 @@ class TerminationGate:
         long = dict(dtype=torch.long, device=device)
         self.state = GateState(torch.full((num_trajectories,), -1, **long),
                                torch.full((num_trajectories,), _NEVER, **long),
+                               torch.zeros(num_trajectories, device=device),
                                torch.zeros(num_trajectories, device=device))
 
     def reset(self, rows: list[int]) -> None:
@@ -113,20 +118,78 @@ class TerminationGate:
         hard = c < floor
         if self.ready:
             below = (c < self.theta) & ~hard
-            newly = below & (st.flag_start < 0)
-            st.flag_start = torch.where(newly, torch.full_like(st.flag_start, t), st.flag_start)
-            st.flag_start = torch.where(below, st.flag_start, torch.full_like(st.flag_start, -1))
-            st.flag_c = torch.where(newly, c, st.flag_c)
-            if cfg.recovery_reference == "flag":
-                base = st.flag_c
-                r = (c - base) / (base.abs() + 1e-6)
-            else:
-                base = c_min
-            rec = below & recovered(c, base, r, cfg.delta_gap, cfg.delta_rec)
-            st.last_recovery = torch.where(rec, torch.full_like(st.last_recovery, t), st.last_recovery)
-            since = t - torch.maximum(st.flag_start, st.last_recovery)
-            basin = below & (since >= cfg.recovery_window)
+            basin = self._probation(t, c, c_min, r, below)
             reason = torch.where(basin, torch.full_like(reason, BASIN), reason)
         reason = torch.where(hard, torch.full_like(reason, HARD_FAIL), reason)
         kill = guard_survivors(reason != KEEP, c, cfg.min_survivors)
         return torch.where(kill, reason, torch.zeros_like(reason))
+
+    def _probation(self, t: int, c: torch.Tensor, c_min: torch.Tensor, r: torch.Tensor,
+                   below: torch.Tensor) -> torch.Tensor:
+        """Advance every row's probation by one step; True where the row is in a basin (A12).
+
+        ``continuous``: probation lasts while C < θ and ends the moment C ≥ θ; a rebound restarts its count.
+        ``window``: probation begins at the first step below θ and ends only with a rebound; the row is
+        removed when C < θ after Δ_rec steps of probation without one (v1: "no recovery within the last
+        Δ_rec steps"; v3: "terminated if it fails to demonstrate a significant rebound within this window").
+        ``end_of_window``: probation begins at the first step below θ and lasts Δ_rec steps; then v3
+        Algorithm 1's test decides once — removed if C < θ and it has not rebounded (R < δ_rec) — and
+        otherwise the flag clears. Rebounds are measured from ``recovery_reference``."""
+        cfg, st = self.cfg, self.state
+        newly = below & (st.flag_start < 0)
+        t_now = torch.full_like(st.flag_start, t)
+        cleared = torch.full_like(st.flag_start, -1)
+        st.flag_start = torch.where(newly, t_now, st.flag_start)
+        if cfg.probation == "continuous":
+            st.flag_start = torch.where(below, st.flag_start, cleared)
+        on = st.flag_start >= 0
+        st.flag_c = torch.where(newly, c, st.flag_c)
+        st.flag_min = torch.where(newly, c, torch.minimum(st.flag_min, c))
+        if cfg.recovery_reference == "running_min":
+            base = c_min  # R of eq. 12 as given
+        else:
+            base = st.flag_c if cfg.recovery_reference == "flag" else st.flag_min
+            r = rebound(c, base, 1e-6)  # eq. 12's form, from the probation's own reference
+        rec = on & recovered(c, base, r, cfg.delta_gap, cfg.delta_rec)
+        if cfg.probation == "end_of_window":
+            due = on & (t - st.flag_start >= cfg.recovery_window)
+            st.flag_start = torch.where(due, cleared, st.flag_start)  # decided: removed, or the flag clears
+            return due & below & ~rec
+        st.last_recovery = torch.where(rec, t_now, st.last_recovery)
+        if cfg.probation == "window":  # a rebound clears the flag; a later dip starts a new window
+            st.flag_start = torch.where(rec, cleared, st.flag_start)
+            return below & (st.flag_start >= 0) & (t - st.flag_start >= cfg.recovery_window)
+        since = t - torch.maximum(st.flag_start, st.last_recovery)
+        return below & (since >= cfg.recovery_window)
+
+def replay(cfg: GateConfig, traces: torch.Tensor) -> dict[int, tuple[int, int]]:
+    """Drive a gate with given C traces ``[n, T]`` (recorded or synthetic; no model, no profile) and return
+    ``{trajectory: (step, reason)}`` for every removal. C_min and R follow eq. (12) as in the profile; a removed
+    row leaves the batch as in the sampler. Used by ``benchmarks/gate_budget.py`` and the gate's tests."""
+    n, steps = traces.shape
+    hist = History(n, steps, traces.device)
+    gate = TerminationGate(cfg, steps, n, traces.device, hist)
+    ids = torch.arange(n, device=traces.device)
+    c_min = torch.full((n,), float("inf"), device=traces.device)
+    removed: dict[int, tuple[int, int]] = {}
+    for t in range(steps):
+        c = traces[ids, t]
+        c_min = torch.minimum(c_min, c)
+        hist.record(t, ids, C=c)
+        if t == steps - 1 or ids.numel() <= cfg.min_survivors:
+            gate.update_threshold(t, ids, c)  # as the sampler does: nobody can leave
+            continue
+        reason = gate.decide(t, ids, c, c_min, rebound(c, c_min, 1e-6))
+        keep = reason == KEEP
+        if not bool(keep.all()):
+            for i, why in zip(ids[~keep].tolist(), reason[~keep].tolist()):
+                removed[i] = (t, why)
+            rows = torch.nonzero(keep).squeeze(1)
+            ids, c_min = ids[rows], c_min[rows]
+            gate.state.keep(rows)
+    return removed
+
+
+def tokens_spent(removed: dict[int, tuple[int, int]], n: int, steps: int) -> int:
+    """Visual tokens of one image (A18): every trajectory counts the steps it was decoded, removals included."""
+    return sum(removed[i][0] + 1 if i in removed else steps for i in range(n))

@@ -6,7 +6,8 @@ import torch
 
 from scalingar_core.config import GateConfig
 from scalingar_core.history import History
-from scalingar_core.termination import BASIN, HARD_FAIL, KEEP, TerminationGate, guard_survivors
+from scalingar_core.termination import (BASIN, HARD_FAIL, KEEP, TerminationGate, guard_survivors, replay,
+                                         tokens_spent)
 
 
 def drive(cfg: GateConfig, sequences, steps):
@@ -154,3 +155,76 @@ def test_reset_starts_a_fresh_probation():
     # θ first exceeds 0.5 at t = 5 (flagged), basin kill 4 steps later; after each reset the row is flagged
     # again on the next step and needs a whole window before it can be condemned again
     assert kills[:3] == [9, 14, 19]
+
+
+# ------------------------------------------------------------------ readings of probation and rebound (A12)
+
+def _traces(test_trace, steps=40):
+    """Three steady trajectories at 0.6 and one under test: θ settles between 0.44 and 0.5."""
+    return torch.tensor([[0.6] * steps] * 3 + [[test_trace(t) for t in range(steps)]])
+
+
+def _removed_at(cfg, trace, steps=40):
+    removed = replay(cfg, _traces(trace, steps))
+    assert set(removed) <= {3}
+    return removed.get(3, (None, None))
+
+
+READING = dict(warmup_fraction=0.2, protection_fraction=0.2, recovery_window=8, hard_fail=0.05)  # W0 = 8 at T = 40
+
+
+def test_probation_continuous_restarts_after_a_step_above_theta_window_does_not():
+    # below θ from t = 8, one step above θ at t = 12 (no rebound counts: δ's disabled), then below again
+    trace = lambda t: 0.5 if t < 8 else (0.55 if t == 12 else 0.2)  # noqa: E731
+    no_rebound = dict(READING, delta_gap=10.0, delta_rec=10.0)
+    assert _removed_at(GateConfig(probation="continuous", **no_rebound), trace) == (13 + 8, BASIN)
+    assert _removed_at(GateConfig(probation="window", **no_rebound), trace) == (8 + 8, BASIN)
+    assert _removed_at(GateConfig(probation="end_of_window", **no_rebound), trace) == (8 + 8, BASIN)
+
+
+def test_a_passing_rebound_clears_window_but_end_of_window_judges_the_last_step():
+    # flagged at 8 with C = 0.2; rebounds to 0.25 at t = 11 (≥ δ_gap above the flag), back to 0.2
+    trace = lambda t: 0.5 if t < 8 else (0.25 if t == 11 else 0.2)  # noqa: E731
+    cfg = dict(READING, recovery_reference="flag")
+    assert _removed_at(GateConfig(probation="window", **cfg), trace) == (12 + 8, BASIN)  # new window from 12
+    assert _removed_at(GateConfig(probation="continuous", **cfg), trace) == (11 + 8, BASIN)  # count from 11
+    assert _removed_at(GateConfig(probation="end_of_window", **cfg), trace) == (8 + 8, BASIN)  # not held at 16
+
+
+def test_end_of_window_clears_a_trajectory_that_holds_its_rebound_or_is_back_above_theta():
+    held = lambda t: 0.5 if t < 8 else (0.2 if t < 12 else 0.26)  # noqa: E731  still below θ, but rebounded
+    above = lambda t: 0.5 if t < 8 else (0.2 if t < 14 else 0.65)  # noqa: E731  back above θ at t = 16
+    cfg = GateConfig(probation="end_of_window", recovery_reference="flag", **READING)
+    # held its rebound at 16: cleared; flagged again at 17 with 0.26 as reference, no rebound from that at 25
+    assert _removed_at(cfg, held) == (17 + 8, BASIN)
+    assert _removed_at(cfg, above, 40) == (None, None)
+
+
+def test_rebound_reference_running_min_flag_and_min_since_flag():
+    # an early low in warm-up (0.15 at t = 2), then a slow decline below θ: 5 % above the all-time low forever
+    decline = lambda t: (0.15 if t == 2 else 0.5) if t < 8 else 0.3 - 0.001 * (t - 8)  # noqa: E731
+    # flagged at 0.3, falls to 0.2, then holds 0.23: a rebound from its new low, not from the flag point
+    dip = lambda t: 0.5 if t < 8 else (0.3 if t == 8 else (0.2 if t < 12 else 0.23))  # noqa: E731
+    for probation in ("window", "continuous"):
+        run = lambda trace, ref: _removed_at(GateConfig(probation=probation, recovery_reference=ref, **READING),  # noqa: E731
+                                             trace)
+        assert run(decline, "running_min") == (None, None)  # the all-time minimum says "recovering" forever
+        assert run(decline, "flag") == (16, BASIN) and run(decline, "min_since_flag") == (16, BASIN)
+        assert run(dip, "flag") == (16, BASIN)
+        assert run(dip, "running_min") == (None, None)  # 0.03 above C_min = 0.2 at every step from 12
+    window = lambda ref: _removed_at(GateConfig(probation="window", recovery_reference=ref, **READING), dip)  # noqa: E731
+    assert window("min_since_flag") == (13 + 8, BASIN)  # rebound at 12 clears; new window 13..21 at 0.23
+
+
+def test_replay_counts_tokens_like_the_sampler():
+    steps = 40
+    trace = lambda t: 0.5 if t < 8 else 0.2  # noqa: E731
+    cfg = GateConfig(probation="window", recovery_reference="flag", **READING)
+    removed = replay(cfg, _traces(trace, steps))
+    assert removed == {3: (16, BASIN)} and tokens_spent(removed, 4, steps) == 3 * steps + 17
+    # the guard keeps the last min_survivors even when all of them are in the basin
+    lows = torch.full((3, steps), 0.2)
+    lows[:, :8] = 0.5
+    lows[2, 8:] = 0.25
+    removed = replay(GateConfig(probation="window", recovery_reference="flag", min_survivors=1, **READING), lows)
+    assert len(removed) == 2 and 2 not in removed  # the most confident of the doomed survives

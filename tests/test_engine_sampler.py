@@ -236,11 +236,13 @@ def test_trace_schema_and_recomputation(model, tmp_path):
         # B is neutral until a block is eligible (4×4 blocks, ρ_min = 0.5 → two block rows = 8·2 tokens)
         assert sig["worst_block_entropy"][0] is None and st["B"][0] == 0.5
         assert sig["worst_block_entropy"][15] is not None if n > 15 else True
-    # the pooled rolling z-score of eq. (9) from the recorded KL values of all live trajectories
+    # the pooled rolling z-score of eq. (9) from the recorded KL values of the trajectories still live at t:
+    # a removed trajectory's values leave the pool at once
     L = p["roll_window"]
     t = 30
-    pool = [traj["signals"]["kl"][s] for traj in tr["trajectories"] for s in range(max(0, t - L + 1), t + 1)
-            if s < len(traj["signals"]["kl"])]
+    live = [traj for traj in tr["trajectories"] if len(traj["signals"]["kl"]) > t]
+    assert len(live) < len(tr["trajectories"])  # some left before t, so the check covers their removal
+    pool = [traj["signals"]["kl"][s] for traj in live for s in range(max(0, t - L + 1), t + 1)]
     mean = sum(pool) / len(pool)
     std = (sum((x - mean) ** 2 for x in pool) / len(pool)) ** 0.5
     for traj in tr["trajectories"]:
@@ -263,3 +265,27 @@ def test_filter_logits_top_k_keeps_ties_and_top_p():
 def test_top_k_larger_than_vocab_is_rejected(model):
     with pytest.raises(ValueError, match="top_k"):
         run(model, sampling=SamplingConfig(top_k=model.vocab_size + 1))
+
+
+def test_selection_final_or_mean_confidence_among_survivors(model):
+    picks = {}
+    for selection in ("final", "mean"):
+        for prompt in "abcdefghijkl":
+            r = run(model, prompt, gate=AGGRESSIVE, profile=ProfileConfig(selection=selection))
+            alive = [t for t in r.trace.trajectories if t.removed_at is None]
+            key = (lambda t: t.state["C"][-1]) if selection == "final" else (lambda t: sum(t.state["C"]) / len(t.state["C"]))
+            assert r.selected == max(alive, key=key).index
+            picks[selection, prompt] = r.selected
+    assert any(picks["final", p] != picks["mean", p] for p in "abcdefghijkl")  # the setting changes the output
+
+
+def test_importance_weights_standardise_scores_across_candidates():
+    from scalingar_core.baselines import importance_weights
+
+    close = torch.tensor([0.50, 0.51, 0.52])  # model-internal scores differ by ~0.01
+    raw = importance_weights(close, 10.0, standardise=False)
+    z = importance_weights(close, 10.0)
+    assert raw.max() / raw.min() < 1.3  # exp(10 · 0.02): resampling would be nearly uniform
+    assert z[2] > 0.99 and torch.allclose(z.sum(), torch.tensor(1.0))
+    assert torch.allclose(importance_weights(close * 100, 10.0), z, atol=1e-6)  # scale-free
+    assert torch.allclose(importance_weights(torch.full((4,), 0.3), 10.0), torch.full((4,), 0.25))

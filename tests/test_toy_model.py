@@ -84,9 +84,10 @@ def test_weights_round_trip_and_clear_errors(tmp_path, monkeypatch):
     save_file({"x": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(ValueError, match="not a toy-shapes weights file"):
         toy_model.load_net(tmp_path / "other.safetensors")
-    monkeypatch.setattr(toy_model, "WEIGHTS_FILE", tmp_path / "missing.safetensors")
-    with pytest.raises(FileNotFoundError, match="train_toy.py"):
-        registry.load("toy-shapes")
+    monkeypatch.setattr(toy_model, "WEIGHTS_DIR", tmp_path / "nowhere")
+    for name in ("toy-shapes", "toy-shapes-256"):
+        with pytest.raises(FileNotFoundError, match=f"train_toy.py --world {name}"):
+            registry.load(name)
 
 
 def test_registered_as_default_model():
@@ -120,7 +121,7 @@ def test_bundled_weights_draw_a_red_circle_through_the_protocol():
 @pytest.mark.skipif(not BUNDLED, reason="bundled weights not trained yet (scripts/train_toy.py)")
 def test_bundled_weights_are_small_and_documented():
     size = toy_model.WEIGHTS_FILE.stat().st_size
-    card = toy_model.WEIGHTS_DIR / "MODEL_CARD.md"
+    card = toy_model.WEIGHTS_DIR / "toy-shapes.md"
     assert size <= 10_000_000 and card.is_file()
     meta = toy_model.weights_metadata()
     assert meta["train"]["seed"] == 0 and "first_sample" in next(iter(meta["eval"].values()))

@@ -7,18 +7,20 @@ import pytest
 from scalingar_core.toy import checker, prompts, render, tokenizer
 
 
-def _scenes(per_category=30, seed=0):
+def _scenes(per_category=30, seed=0, world=render.SMALL):
     rng = np.random.default_rng(seed)
     out = []
     for cat in prompts.CATEGORIES:
         pool = prompts.all_specs(cat)
         for _ in range(per_category):
             spec = pool[rng.integers(len(pool))]
-            out.append((spec, render.sample_scene(spec, rng)))
+            out.append((spec, render.sample_scene(spec, rng, world)))
     return out
 
 
 SCENES = _scenes()
+WORLD_SCENES = {w.name: _scenes(world=w) for w in render.WORLDS.values()}
+WORLDS = pytest.mark.parametrize("world", list(render.WORLDS.values()), ids=list(render.WORLDS))
 
 
 # ------------------------------------------------------------------------------------------ renderer
@@ -43,25 +45,28 @@ def test_render_uses_exact_palette_and_white_background():
         assert colours - {render.BACKGROUND} == want
 
 
-def test_scene_layout_constraints():
-    for spec, scene in SCENES:
+@WORLDS
+def test_scene_layout_constraints(world):
+    for spec, scene in WORLD_SCENES[world.name]:
         objs = scene["objects"]
+        assert scene["size"] == world.image_size
         assert [(o["color"], o["shape"]) for o in objs] == [(o["color"], o["shape"]) for o in spec["objects"]]
         for o in objs:
-            assert o["size"] in render.SIZES and o["x"] % render.SNAP == 0 and o["y"] % render.SNAP == 0
-            assert o["x"] + o["size"] <= 32 and o["y"] + o["size"] <= 32
+            assert o["size"] in world.sizes and o["x"] % world.snap == 0 and o["y"] % world.snap == 0
+            assert o["x"] + o["size"] <= world.image_size and o["y"] + o["size"] <= world.image_size
         for i in range(len(objs)):
             for j in range(i + 1, len(objs)):
-                assert render.box_gap(objs[i], objs[j]) >= render.MIN_GAP
+                assert render.box_gap(objs[i], objs[j]) >= world.min_gap
         rel = spec["relation"]
         if rel:
             assert render.relation_holds(rel["type"], objs[rel["subject"]], objs[rel["reference"]],
-                                         render.RELATION_MIN_SEPARATION)
+                                         world.relation_min_separation)
 
 
-def test_shape_masks_fill_their_box():
+@WORLDS
+def test_shape_masks_fill_their_box(world):
     for shape in render.SHAPES:
-        for s in render.SIZES:
+        for s in world.sizes:
             m = render.shape_mask(shape, s)
             assert m.any(0).all() and m.any(1).all()  # the checker reads size from the bounding box
 
@@ -127,8 +132,9 @@ def test_prompt_file_round_trip_and_errors(tmp_path):
 
 # ------------------------------------------------------------------------------------------ checker
 
-def test_checker_passes_every_true_render():
-    for spec, scene in SCENES:
+@WORLDS
+def test_checker_passes_every_true_render(world):
+    for spec, scene in WORLD_SCENES[world.name]:
         res = checker.check(render.render(scene), spec)
         assert res.passed, (spec, scene, res.reason)
 
@@ -141,19 +147,20 @@ def test_checker_accepts_float_chw_tensors():
     assert checker.check(img, spec).passed
 
 
-def _free_spot(scene, obj, rng):
+def _free_spot(scene, obj, rng, world):
     for _ in range(500):
-        s = obj["size"]
-        cand = dict(obj, x=int(rng.choice(np.arange(0, 33 - s, 4))), y=int(rng.choice(np.arange(0, 33 - s, 4))))
-        if all(render.box_gap(cand, o) >= render.MIN_GAP for o in scene["objects"]):
+        corners = np.arange(0, world.image_size - obj["size"] + 1, world.snap)
+        cand = dict(obj, x=int(rng.choice(corners)), y=int(rng.choice(corners)))
+        if all(render.box_gap(cand, o) >= world.min_gap for o in scene["objects"]):
             return cand
     return None
 
 
-def test_checker_mutations_fail_with_reasons():
+@WORLDS
+def test_checker_mutations_fail_with_reasons(world):
     rng = np.random.default_rng(1)
     counts = {"colour": 0, "delete": 0, "duplicate": 0, "move": 0, "break": 0}
-    for spec, scene in SCENES:
+    for spec, scene in WORLD_SCENES[world.name]:
         assert checker.check(render.render(scene), spec).passed
         # swap a colour
         m = copy.deepcopy(scene)
@@ -170,7 +177,7 @@ def test_checker_mutations_fail_with_reasons():
         counts["delete"] += 1
         # duplicate one (when there is room)
         m = copy.deepcopy(scene)
-        dup = _free_spot(m, m["objects"][0], rng)
+        dup = _free_spot(m, m["objects"][0], rng, world)
         if dup is not None:
             m["objects"].append(dup)
             res = checker.check(render.render(m), spec)
@@ -215,14 +222,26 @@ def test_codebook_is_deterministic_and_white_first():
     assert len({p.tobytes() for p in book}) == len(book) == tokenizer.vocab_size()
 
 
-def test_tokenizer_round_trip_is_lossless_on_many_renders():
+@WORLDS
+def test_tokenizer_round_trip_is_lossless_on_many_renders(world):
     rng = np.random.default_rng(3)
-    imgs = np.stack([render.render(render.sample_scene(prompts.sample_train_spec(rng), rng))
-                     for _ in range(600)] + [render.render(s) for _, s in SCENES])
+    imgs = np.stack([render.render(render.sample_scene(prompts.sample_train_spec(rng), rng, world))
+                     for _ in range(600)] + [render.render(s) for _, s in WORLD_SCENES[world.name]])
     codes = tokenizer.encode(imgs)
-    assert codes.shape == (len(imgs), 64) and codes.min() >= 0 and codes.max() < tokenizer.vocab_size()
+    v = tokenizer.vocab_size(world)
+    assert codes.shape == (len(imgs), world.tokens) and codes.min() >= 0 and codes.max() < v
     assert np.array_equal(tokenizer.decode(codes), imgs)
     assert np.array_equal(tokenizer.encode(imgs[0]), codes[0])  # single image form
+
+
+def test_worlds_differ_only_in_scale():
+    small, large = render.SMALL, render.LARGE
+    assert (small.grid, small.tokens, large.grid, large.tokens) == (8, 64, 16, 256)
+    assert large.image_size >= 64 and render.world_of_size(64) is large and tokenizer.world_of_tokens(64) is small
+    with pytest.raises(ValueError, match="no toy world"):
+        render.render({"size": 48, "objects": []})
+    with pytest.raises(ValueError, match="allowed"):  # a small-world object size in the large world
+        render.render({"size": 64, "objects": [{"color": "red", "shape": "circle", "size": 8, "x": 0, "y": 0}]})
 
 
 def test_tokenizer_maps_unknown_patches_to_nearest():

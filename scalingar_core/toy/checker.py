@@ -3,14 +3,16 @@
 Steps, on the image alone:
 
 1. label every pixel with its nearest palette colour (white background included);
-2. per colour, 8-connected components; components under ``MIN_PIXELS`` are noise and dropped;
-3. shape from the component's bounding box: its sides must be ``MIN_SIDE``..``MAX_SIDE`` px and differ by at
-   most ``MAX_ASPECT_DIFF`` px, else it is a "blob"; then by fill ratio (pixels / box area):
-   ≥ ``SQUARE_FILL`` square, ≥ ``CIRCLE_FILL`` circle, ≥ ``TRIANGLE_FILL`` triangle, else blob.
-   True renders fill 1.0 (square), 0.80–0.85 (circle), 0.60–0.63 (triangle): thresholds sit between;
+2. per colour, 8-connected components; components under the world's ``min_pixels`` are noise and dropped;
+3. shape from the component's bounding box: its sides must lie in the world's ``min_side``..``max_side`` px
+   and differ by at most ``max_aspect_diff`` px, else it is a "blob"; then by fill ratio (pixels / box
+   area): ≥ ``SQUARE_FILL`` square, ≥ ``CIRCLE_FILL`` circle, ≥ ``TRIANGLE_FILL`` triangle, else blob.
+   True renders fill 1.0 (square), 0.79–0.85 (circle), 0.55–0.63 (triangle): thresholds sit between;
 4. the multiset of detected (colour, shape) must equal the spec's exactly (a blob always fails);
-5. a relation holds when the subject's centroid is more than ``RELATION_MARGIN`` px beyond the reference's
-   on the named axis (with identical objects, some assignment must satisfy it).
+5. a relation holds when the subject's centroid is more than the world's ``relation_margin`` px beyond the
+   reference's on the named axis (with identical objects, some assignment must satisfy it).
+
+The world (``render.World``: 32 px or 64 px) is read from the image size; the rules are the same in both.
 
 ``check(image, spec)`` → :class:`CheckResult` (``passed``, ``reason``, ``detected``). Images may be
 ``uint8 [H, W, 3]``, float ``[3, H, W]`` / ``[H, W, 3]`` in [0, 1] (numpy or torch).
@@ -23,12 +25,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .render import BACKGROUND, COLORS, PALETTE
+from .render import BACKGROUND, COLORS, PALETTE, SMALL, World, world_of_size
 
-MIN_PIXELS = 6
-MIN_SIDE, MAX_SIDE, MAX_ASPECT_DIFF = 7, 11, 1
 SQUARE_FILL, CIRCLE_FILL, TRIANGLE_FILL = 0.93, 0.72, 0.45
-RELATION_MARGIN = 3.0
 
 _PALETTE_ARR = np.array([BACKGROUND] + [PALETTE[c] for c in COLORS], np.float32)  # index 0 = background
 
@@ -91,7 +90,7 @@ def components(mask: np.ndarray) -> list[np.ndarray]:
             continue
         seen[r0, c0] = True
         stack, pix = [(r0, c0)], []
-        while stack:  # images are 32×32: a plain flood fill is fast enough and dependency-free
+        while stack:  # images are at most 64×64: a plain flood fill is fast enough and dependency-free
             r, c = stack.pop()
             pix.append((r, c))
             for dr in (-1, 0, 1):
@@ -104,13 +103,14 @@ def components(mask: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def classify(pix: np.ndarray) -> tuple[str, tuple[int, int, int, int]]:
+def classify(pix: np.ndarray, world: World = SMALL) -> tuple[str, tuple[int, int, int, int]]:
     """Shape name (or "blob") and bounding box (x0, y0, w, h) of one component."""
     r0, c0 = pix.min(0)
     r1, c1 = pix.max(0)
     h, w = int(r1 - r0 + 1), int(c1 - c0 + 1)
     box = (int(c0), int(r0), w, h)
-    if not (MIN_SIDE <= h <= MAX_SIDE and MIN_SIDE <= w <= MAX_SIDE) or abs(h - w) > MAX_ASPECT_DIFF:
+    lo, hi = world.min_side, world.max_side
+    if not (lo <= h <= hi and lo <= w <= hi) or abs(h - w) > world.max_aspect_diff:
         return "blob", box
     fill = len(pix) / (h * w)
     if fill >= SQUARE_FILL:
@@ -125,13 +125,14 @@ def classify(pix: np.ndarray) -> tuple[str, tuple[int, int, int, int]]:
 def detect(image) -> list[Detection]:
     """Every object in the image (including blobs), ordered by colour then position."""
     img = to_uint8_hwc(image)
+    world = world_of_size(img.shape[0])
     labels = palette_labels(img)
     found = []
     for k, color in enumerate(COLORS, start=1):
         for pix in components(labels == k):
-            if len(pix) < MIN_PIXELS:
+            if len(pix) < world.min_pixels:
                 continue
-            shape, box = classify(pix)
+            shape, box = classify(pix, world)
             cy, cx = pix.mean(0) + 0.5  # pixel centres, same convention as render.centre
             found.append(Detection(color, shape, (float(cx), float(cy)), box, len(pix)))
     return found
@@ -141,15 +142,17 @@ def _fmt(counter: Counter) -> str:
     return ", ".join(f"{n}× {c} {s}" for (c, s), n in sorted(counter.items())) or "nothing"
 
 
-def _relation_ok(kind: str, s: Detection, r: Detection) -> bool:
+def _relation_ok(kind: str, s: Detection, r: Detection, margin: float) -> bool:
     (sx, sy), (rx, ry) = s.centroid, r.centroid
     delta = {"left_of": rx - sx, "right_of": sx - rx, "above": ry - sy, "below": sy - ry}[kind]
-    return delta > RELATION_MARGIN
+    return delta > margin
 
 
 def check(image, spec: dict) -> CheckResult:
     """Pass/fail of one image against one spec, with a human-readable reason."""
-    found = detect(image)
+    img = to_uint8_hwc(image)
+    margin = world_of_size(img.shape[0]).relation_margin
+    found = detect(img)
     blobs = [d for d in found if d.shape == "blob"]
     if blobs:
         b = blobs[0]
@@ -171,7 +174,7 @@ def check(image, spec: dict) -> CheckResult:
         r_key = (spec["objects"][rel["reference"]]["color"], spec["objects"][rel["reference"]]["shape"])
         subj = [d for d in found if (d.color, d.shape) == s_key]
         refs = [d for d in found if (d.color, d.shape) == r_key]
-        if not any(_relation_ok(rel["type"], s, r) for s, r in itertools.product(subj, refs) if s is not r):
+        if not any(_relation_ok(rel["type"], s, r, margin) for s, r in itertools.product(subj, refs) if s is not r):
             s, r = subj[0], refs[0] if refs[0] is not subj[0] else refs[-1]
             return CheckResult(False, f"{s_key[0]} {s_key[1]} at ({s.centroid[0]:.1f}, {s.centroid[1]:.1f}) is "
                                       f"not {rel['type'].replace('_', ' ')} {r_key[0]} {r_key[1]} at "

@@ -19,7 +19,7 @@ from .text import tokenize
 @torch.no_grad()
 def sample(net, prompts: list[str], n: int, cfg_scale: float = 1.0, temperature: float = 1.0,
            seed: int = 0, batch_rows: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
-    """Plain CFG sampling. Returns codes ``[P, n, 64]`` and per-trajectory mean token confidence
+    """Plain CFG sampling. Returns codes ``[P, n, T]`` and per-trajectory mean token confidence
     ``[P, n]`` (1 − (0.5·normalised entropy + 0.5·(1 − top-2 margin)) of the guided distribution)."""
     net.eval()
     gen = torch.Generator().manual_seed(seed)
@@ -54,7 +54,8 @@ def sample(net, prompts: list[str], n: int, cfg_scale: float = 1.0, temperature:
 def score(entries: list[dict], codes: torch.Tensor, conf: torch.Tensor | None = None) -> dict:
     """Checker outcomes → accuracy summary (overall, per category, per tier; selection rules)."""
     P, n, _ = codes.shape
-    images = tokenizer.decode(codes.reshape(P * n, -1)).reshape(P, n, 32, 32, 3)
+    flat = tokenizer.decode(codes.reshape(P * n, -1))
+    images = flat.reshape(P, n, *flat.shape[1:])
     ok = np.array([[checker.check(images[i, j], entries[i]["spec"]).passed for j in range(n)] for i in range(P)])
     groups: dict[str, list[int]] = defaultdict(list)
     for i, e in enumerate(entries):

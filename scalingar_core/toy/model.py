@@ -1,10 +1,17 @@
-"""``toy-shapes``: a tiny text-to-image LlamaGen GPT over the toy world, behind the engine's model protocol.
+"""``toy-shapes-256`` and ``toy-shapes``: tiny text-to-image LlamaGen GPTs over the toy worlds, behind the
+engine's model protocol.
 
-It is our LlamaGen GPT (``scalingar_core.llamagen.gpt``) with a tiny t2i preset, conditioned through the
+Each is our LlamaGen GPT (``scalingar_core.llamagen.gpt``) with a tiny t2i preset, conditioned through the
 same caption-prefix path (caption features → ``cls_embedding.cap_proj`` → 8 prefix positions), a learned
-null caption for classifier-free guidance, an 8×8 raster-order token grid and the lossless patch codebook
-of ``tokenizer.py`` as its image tokenizer. ``scripts/train_toy.py`` trains it; the weights ship in
-``weights/toy-shapes.safetensors`` (config, caption vocabulary and codebook checksum in its metadata).
+null caption for classifier-free guidance, a raster-order token grid and the lossless patch codebook of
+``tokenizer.py`` as its image tokenizer:
+
+* ``toy-shapes-256`` (the default): 64×64 px, a 16×16 = 256-token grid, AR-GRPO-256's length, so the
+  paper's step-based settings (W_0 = 32, Δ_rec = 32) sit in the regime the paper ran;
+* ``toy-shapes``: 32×32 px, an 8×8 = 64-token grid; small and fast, kept for unit tests.
+
+``scripts/train_toy.py --world NAME`` trains either; the weights ship in ``weights/NAME.safetensors``
+(config, world, caption vocabulary and codebook checksum in its metadata) with a card ``weights/NAME.md``.
 """
 from __future__ import annotations
 
@@ -21,30 +28,46 @@ from ..llamagen.session import GPTSession
 from ..protocol import ModelInfo, SamplingDefaults
 from . import prompts as toy_prompts
 from . import tokenizer
+from .render import LARGE, SMALL, WORLDS, World
 from .text import CAPTION_LEN, VOCAB, CaptionEncoder, tokenize
 
-NAME = "toy-shapes"
+NAME = SMALL.name  # the 64-token model (historical name of this module's defaults)
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-WEIGHTS_FILE = WEIGHTS_DIR / f"{NAME}.safetensors"
-# CFG 1.0: plain first-sample accuracy 0.62 (target 0.35–0.70). Measured (weights/MODEL_CARD.md): 1.5 → 0.70,
-# 2.5 → 0.55, so strong guidance hurts this model (as the feasibility notes found); 2.5 is a stress setting.
-DEFAULTS = SamplingDefaults(cfg_scale=1.0, top_k=0, top_p=1.0, temperature=1.0)
-TRAIN_COMMAND = "nice -n 5 /work/venv/bin/python scripts/train_toy.py"
+# Each model's own sampling defaults, measured on its weights (see its card in weights/).
+# toy-shapes, CFG 1.0: first-sample accuracy 0.62; 1.5 → 0.70, 2.5 → 0.55, so strong guidance hurts it (as
+# the feasibility notes found); 2.5 is a stress setting.
+MODEL_DEFAULTS = {
+    SMALL.name: SamplingDefaults(cfg_scale=1.0, top_k=0, top_p=1.0, temperature=1.0),
+    LARGE.name: SamplingDefaults(cfg_scale=1.0, top_k=0, top_p=1.0, temperature=1.0),
+}
+DEFAULTS = MODEL_DEFAULTS[SMALL.name]
 
 
-def default_config() -> dict:
-    """The tiny t2i preset: GPT shape plus caption-encoder width."""
+def weights_file(world: World = SMALL) -> Path:
+    return WEIGHTS_DIR / f"{world.name}.safetensors"
+
+
+def train_command(world: World = SMALL) -> str:
+    return f"nice -n 5 .venv/bin/python scripts/train_toy.py --world {world.name}"
+
+
+WEIGHTS_FILE = weights_file(SMALL)
+TRAIN_COMMAND = train_command(SMALL)
+
+
+def default_config(world: World = SMALL) -> dict:
+    """The tiny t2i preset of a world: GPT shape plus caption-encoder width."""
     caption_width = 64
     return {
-        "gpt": {"dim": 192, "n_layer": 4, "n_head": 4, "vocab_size": tokenizer.vocab_size(),
-                "block_size": tokenizer.GRID ** 2, "cls_token_num": CAPTION_LEN, "caption_dim": caption_width,
+        "gpt": {"dim": 192, "n_layer": 4, "n_head": 4, "vocab_size": tokenizer.vocab_size(world),
+                "block_size": world.tokens, "cls_token_num": CAPTION_LEN, "caption_dim": caption_width,
                 "null_caption_len": CAPTION_LEN, "model_type": "t2i"},
         "caption": {"width": caption_width, "heads": 2},
     }
 
 
-def codebook_sha256() -> str:
-    return hashlib.sha256(tokenizer.codebook().tobytes()).hexdigest()
+def codebook_sha256(world: World = SMALL) -> str:
+    return hashlib.sha256(tokenizer.codebook(world).tobytes()).hexdigest()
 
 
 class ToyNet(torch.nn.Module):
@@ -80,14 +103,17 @@ class ToyCondition:
 
 
 class ToyShapesModel:
-    """The engine's :class:`~scalingar_core.protocol.ARModel` for ``toy-shapes``."""
+    """The engine's :class:`~scalingar_core.protocol.ARModel` for a toy world's model."""
 
-    name = NAME
-    grid = (tokenizer.GRID, tokenizer.GRID)
-    defaults = DEFAULTS
-
-    def __init__(self, net: ToyNet):
+    def __init__(self, net: ToyNet, world: World = SMALL):
+        if net.gpt.config.block_size != world.tokens:
+            raise ValueError(f"this network generates {net.gpt.config.block_size} tokens; the {world.name} world "
+                             f"has {world.tokens}")
         self.net = net.eval()
+        self.world = world
+        self.name = world.name
+        self.grid = (world.grid, world.grid)
+        self.defaults = MODEL_DEFAULTS[world.name]
         self.vocab_size = net.gpt.config.vocab_size
 
     @property
@@ -106,26 +132,33 @@ class ToyShapesModel:
 
     def start(self, condition: ToyCondition, n: int) -> GPTSession:
         if not isinstance(condition, ToyCondition):
-            raise TypeError(f"toy-shapes needs a condition from its own encode(), got {type(condition).__name__}")
+            raise TypeError(f"{self.name} needs a condition from its own encode(), got {type(condition).__name__}")
         return GPTSession(self.net.gpt, condition.features, n)
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        if codes.dim() != 2 or codes.shape[1] != self.grid[0] * self.grid[1]:
-            raise ValueError(f"toy-shapes decodes [n, {self.grid[0] * self.grid[1]}] codes, "
-                             f"got shape {tuple(codes.shape)}")
-        return tokenizer.decode_torch(codes.cpu()).to(self.device)
+        if codes.dim() != 2 or codes.shape[1] != self.world.tokens:
+            raise ValueError(f"{self.name} decodes [n, {self.world.tokens}] codes, got shape {tuple(codes.shape)}")
+        return tokenizer.decode_torch(codes.cpu(), self.world).to(self.device)
 
 
 # ----------------------------------------------------------------------------- weights I/O
+
+def world_of_net(net: ToyNet) -> World:
+    for world in WORLDS.values():
+        if world.tokens == net.gpt.config.block_size:
+            return world
+    raise ValueError(f"no toy world has {net.gpt.config.block_size} tokens")
+
 
 def save_weights(net: ToyNet, path: str | Path = WEIGHTS_FILE, extra_meta: dict | None = None) -> Path:
     from safetensors.torch import save_file
 
     net.sync_null()
+    world = world_of_net(net)
     state = {f"{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    meta = {"config": json.dumps(net.config), "vocab": json.dumps(list(VOCAB)),
-            "codebook_sha256": codebook_sha256(), "format": "scalingar-toy-shapes/1"}
+    meta = {"config": json.dumps(net.config), "vocab": json.dumps(list(VOCAB)), "world": world.name,
+            "codebook_sha256": codebook_sha256(world), "format": "scalingar-toy-shapes/1"}
     meta.update({k: json.dumps(v) for k, v in (extra_meta or {}).items()})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -138,26 +171,31 @@ def load_net(path: str | Path = WEIGHTS_FILE) -> ToyNet:
     from safetensors.torch import load_file
 
     path = Path(path)
+    world = WORLDS.get(path.name.removesuffix(".safetensors"), SMALL)
+    retrain = train_command(world)
     if not path.is_file():
         raise FileNotFoundError(
-            f"toy-shapes weights not found at {path}. They ship with the repository; if they are missing, "
-            f"train them (about 15 minutes on 2 CPU cores) with: {TRAIN_COMMAND}")
+            f"{world.name} weights not found at {path}. They ship with the repository; if they are missing, "
+            f"train them on CPU with: {retrain}")
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
     if meta.get("format") != "scalingar-toy-shapes/1" or "config" not in meta:
         raise ValueError(f"{path} is not a toy-shapes weights file (metadata 'format' missing or wrong); "
-                         f"retrain with: {TRAIN_COMMAND}")
+                         f"retrain with: {retrain}")
+    world = WORLDS.get(meta.get("world", SMALL.name))  # files from before the 256-token world are 64-token
+    if world is None:
+        raise ValueError(f"{path} names an unknown toy world {meta.get('world')!r}: known {', '.join(WORLDS)}")
     if json.loads(meta.get("vocab", "[]")) != list(VOCAB):
-        raise ValueError(f"{path} was trained with a different caption vocabulary; retrain with: {TRAIN_COMMAND}")
-    if meta.get("codebook_sha256") != codebook_sha256():
+        raise ValueError(f"{path} was trained with a different caption vocabulary; retrain with: {retrain}")
+    if meta.get("codebook_sha256") != codebook_sha256(world):
         raise ValueError(f"{path} was trained with a different patch codebook (renderer changed); "
-                         f"retrain with: {TRAIN_COMMAND}")
+                         f"retrain with: {retrain}")
     net = ToyNet(json.loads(meta["config"]))
     state = load_file(str(path))
     missing, unexpected = net.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(f"{path} does not match the toy-shapes network: missing keys {missing}, "
-                         f"unexpected keys {unexpected}; retrain with: {TRAIN_COMMAND}")
+                         f"unexpected keys {unexpected}; retrain with: {retrain}")
     return net
 
 
@@ -165,30 +203,34 @@ def weights_metadata(path: str | Path = WEIGHTS_FILE) -> dict[str, Any]:
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
-        return {k: json.loads(v) if k not in ("codebook_sha256", "format") else v
+        return {k: json.loads(v) if k not in ("codebook_sha256", "format", "world") else v
                 for k, v in (f.metadata() or {}).items()}
 
 
-def load(models_dir=None, device=None, dtype=None, download=False, progress=None) -> ToyShapesModel:
-    """Registry loader. The weights are bundled: ``models_dir`` and ``download`` are not used."""
-    net = load_net(WEIGHTS_FILE)
-    if dtype is not None:
-        net = net.to(dtype=dtype)
-    net = net.to(device or "cpu")
-    return ToyShapesModel(net)
+def loader(world: World):
+    def load(models_dir=None, device=None, dtype=None, download=False, progress=None) -> ToyShapesModel:
+        """Registry loader. The weights are bundled: ``models_dir`` and ``download`` are not used."""
+        net = load_net(weights_file(world))
+        if dtype is not None:
+            net = net.to(dtype=dtype)
+        return ToyShapesModel(net.to(device or "cpu"), world)
+    return load
 
 
 def register_models(register) -> None:
     from ..registry import ModelEntry
 
-    info = ModelInfo(
-        name=NAME,
-        description="Tiny bundled text-to-image LlamaGen GPT over 32×32 coloured shapes (offline, CPU); "
-                    "captions like 'two red circles' or 'a red circle left of a blue square'.",
-        grid=ToyShapesModel.grid,
-        vocab_size=tokenizer.vocab_size(),
-        defaults=DEFAULTS,
-        extra={"image_size": 32, "bundled": True, "weights": f"scalingar_core/toy/weights/{NAME}.safetensors",
-               "vocabulary": list(VOCAB[1:]), "categories": list(toy_prompts.CATEGORIES)},
-    )
-    register(ModelEntry(info=info, loader=load, files=[]))
+    for world, blurb in ((LARGE, "AR-GRPO-256's sequence length; the default"), (SMALL, "small and fast")):
+        info = ModelInfo(
+            name=world.name,
+            description=f"Tiny bundled text-to-image LlamaGen GPT over {world.image_size}×{world.image_size} coloured "
+                        f"shapes, {world.tokens} tokens ({blurb}; offline, CPU); captions like 'two red circles' "
+                        "or 'a red circle left of a blue square'.",
+            grid=(world.grid, world.grid),
+            vocab_size=tokenizer.vocab_size(world),
+            defaults=MODEL_DEFAULTS[world.name],
+            extra={"image_size": world.image_size, "bundled": True,
+                   "weights": f"scalingar_core/toy/weights/{world.name}.safetensors",
+                   "vocabulary": list(VOCAB[1:]), "categories": list(toy_prompts.CATEGORIES)},
+        )
+        register(ModelEntry(info=info, loader=loader(world), files=[]))

@@ -1,27 +1,31 @@
-"""Procedural scenes of coloured shapes on white: the toy world's ground truth.
+"""Procedural scenes of coloured shapes on white: the toy worlds' ground truth.
 
 A *scene* is a plain dict::
 
-    {"size": 32, "objects": [{"color": "red", "shape": "circle", "size": 8, "x": 4, "y": 12}, ...]}
+    {"size": 64, "objects": [{"color": "red", "shape": "circle", "size": 16, "x": 8, "y": 24}, ...]}
 
-``x``/``y`` are the top-left corner of the object's ``size``×``size`` box (column, row). Corners are snapped
-to a ``SNAP`` = 4 px grid, object sizes are 8, 9 or 10 px and boxes are ≥ ``MIN_GAP`` = 2 px apart, so every
-4×4 patch of an image holds at most one object, aligned to that object's box. That keeps the set of patches
-small and enumerable (see ``tokenizer.py``: the patch codebook is exactly lossless).
+``size`` is the image side, which names the :class:`World` (``world_of_size``); ``x``/``y`` are the top-left
+corner of an object's ``size``×``size`` box (column, row). Corners are snapped to the world's ``snap`` = 4 px
+grid (the patch size of ``tokenizer.py``) and boxes keep ``min_gap`` px apart, so every 4×4 patch holds at
+most one object, aligned to that object's box. That keeps the set of patches small and enumerable (the
+patch codebook is exactly lossless).
 
-``render(scene)`` → ``uint8 [32, 32, 3]``. ``sample_scene(spec, rng)`` places the objects of a prompt spec
-(see ``prompts.py``) at random, honouring its relation. Everything is a pure function of the seed/rng.
+Two worlds share captions, palette, shapes and the checker's rules, and differ only in scale:
+
+* ``SMALL`` (``toy-shapes``): 32×32 px, objects of 8–10 px, an 8×8 = 64-token grid;
+* ``LARGE`` (``toy-shapes-256``): 64×64 px, objects of 16–20 px, a 16×16 = 256-token grid — AR-GRPO-256's
+  sequence length, the shortest regime the paper ran (W_0 = 32 steps, Δ_rec = 32 steps = 2 token rows).
+
+``render(scene)`` → ``uint8 [S, S, 3]``. ``sample_scene(spec, rng, world)`` places the objects of a prompt
+spec (see ``prompts.py``) at random, honouring its relation. Everything is a pure function of the seed/rng.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
-IMAGE_SIZE = 32
-SNAP = 4
-MIN_GAP = 2
-SIZES = (8, 9, 10)
 BACKGROUND = (255, 255, 255)
 PALETTE = {
     "red": (255, 0, 0),
@@ -31,9 +35,54 @@ PALETTE = {
 }
 COLORS = tuple(PALETTE)
 SHAPES = ("circle", "square", "triangle")
-# Position prompts keep the two centres at least this far apart on the named axis.
-RELATION_MIN_SEPARATION = 8
 RELATIONS = ("left_of", "right_of", "above", "below")
+
+
+@dataclass(frozen=True)
+class World:
+    """The geometry of one toy world and the checker's size thresholds that go with it."""
+
+    name: str
+    image_size: int
+    sizes: tuple[int, ...]  # object box sides, px
+    snap: int = 4  # corner grid = patch size
+    min_gap: int = 2  # px between object boxes
+    relation_min_separation: int = 8  # position prompts: centres at least this far apart on the named axis
+    # checker (``checker.py``): components under min_pixels are noise; a shape's box sides lie in
+    # [min_side, max_side] and differ by at most max_aspect_diff; a relation needs > relation_margin px
+    min_pixels: int = 6
+    min_side: int = 7
+    max_side: int = 11
+    max_aspect_diff: int = 1
+    relation_margin: float = 3.0
+
+    @property
+    def grid(self) -> int:
+        """Tokens per side."""
+        return self.image_size // self.snap
+
+    @property
+    def tokens(self) -> int:
+        return self.grid * self.grid
+
+
+SMALL = World("toy-shapes", 32, (8, 9, 10))
+LARGE = World("toy-shapes-256", 64, (16, 18, 20), min_gap=4, relation_min_separation=16, min_pixels=24,
+              min_side=14, max_side=22, max_aspect_diff=2, relation_margin=6.0)
+WORLDS = {w.name: w for w in (SMALL, LARGE)}
+
+# The small world's constants under their historical names.
+IMAGE_SIZE, SNAP, MIN_GAP, SIZES = SMALL.image_size, SMALL.snap, SMALL.min_gap, SMALL.sizes
+RELATION_MIN_SEPARATION = SMALL.relation_min_separation
+
+
+def world_of_size(image_size: int) -> World:
+    """The world whose images are ``image_size`` px square."""
+    for w in WORLDS.values():
+        if w.image_size == image_size:
+            return w
+    raise ValueError(f"no toy world has {image_size}px images: known sizes "
+                     f"{', '.join(f'{w.image_size} ({w.name})' for w in WORLDS.values())}")
 
 
 @lru_cache(maxsize=None)
@@ -41,8 +90,8 @@ def shape_mask(shape: str, size: int) -> np.ndarray:
     """Boolean ``[size, size]`` mask whose bounding box is the full box (the checker relies on that)."""
     if shape not in SHAPES:
         raise ValueError(f"unknown shape {shape!r}: allowed {SHAPES}")
-    if size not in SIZES:
-        raise ValueError(f"unsupported object size {size}: allowed {SIZES}")
+    if not (isinstance(size, int) and size >= 2):
+        raise ValueError(f"object size {size!r} must be an integer >= 2")
     y, x = np.mgrid[0:size, 0:size] + 0.5  # pixel centres
     c = size / 2
     if shape == "square":
@@ -56,27 +105,29 @@ def shape_mask(shape: str, size: int) -> np.ndarray:
     return m
 
 
-def _check_object(obj: dict) -> None:
+def _check_object(obj: dict, world: World) -> None:
     for key in ("color", "shape", "size", "x", "y"):
         if key not in obj:
             raise ValueError(f"scene object {obj!r} lacks key {key!r} (needs color, shape, size, x, y)")
     if obj["color"] not in PALETTE:
         raise ValueError(f"unknown colour {obj['color']!r}: allowed {COLORS}")
-    shape_mask(obj["shape"], obj["size"])  # validates shape and size
+    if obj["size"] not in world.sizes:
+        raise ValueError(f"unsupported object size {obj['size']!r} in the {world.image_size}px world: "
+                         f"allowed {world.sizes}")
+    shape_mask(obj["shape"], obj["size"])  # validates the shape
     s, x, y = obj["size"], obj["x"], obj["y"]
-    if not (0 <= x <= IMAGE_SIZE - s and 0 <= y <= IMAGE_SIZE - s):
-        raise ValueError(f"object {obj!r} does not fit in the {IMAGE_SIZE}px image")
+    if not (0 <= x <= world.image_size - s and 0 <= y <= world.image_size - s):
+        raise ValueError(f"object {obj!r} does not fit in the {world.image_size}px image")
 
 
 def render(scene: dict) -> np.ndarray:
-    """Scene dict → ``uint8 [H, W, 3]`` RGB image (white background, exact palette colours)."""
-    size = scene.get("size", IMAGE_SIZE)
-    if size != IMAGE_SIZE:
-        raise ValueError(f"scene size {size} unsupported: the toy world is {IMAGE_SIZE}px")
+    """Scene dict → ``uint8 [S, S, 3]`` RGB image (white background, exact palette colours)."""
+    world = world_of_size(scene.get("size", SMALL.image_size))
+    size = world.image_size
     img = np.empty((size, size, 3), np.uint8)
     img[:] = BACKGROUND
     for obj in scene["objects"]:
-        _check_object(obj)
+        _check_object(obj, world)
         s, x, y = obj["size"], obj["x"], obj["y"]
         region = img[y:y + s, x:x + s]
         region[shape_mask(obj["shape"], s)] = PALETTE[obj["color"]]
@@ -104,28 +155,28 @@ def relation_holds(kind: str, subject: dict, reference: dict, margin: float) -> 
     return delta[kind] >= margin
 
 
-def sample_scene(spec: dict, rng: np.random.Generator, max_tries: int = 1000) -> dict:
+def sample_scene(spec: dict, rng: np.random.Generator, world: World = SMALL, max_tries: int = 1000) -> dict:
     """Place the objects of a prompt spec at random (snapped corners, gaps, relation respected)."""
     objects = spec["objects"]
     relation = spec.get("relation")
     for _ in range(max_tries):
         placed: list[dict] = []
         for o in objects:
-            s = int(rng.choice(SIZES))
-            corners = np.arange(0, IMAGE_SIZE - s + 1, SNAP)
+            s = int(rng.choice(world.sizes))
+            corners = np.arange(0, world.image_size - s + 1, world.snap)
             cand = {"color": o["color"], "shape": o["shape"], "size": s,
                     "x": int(rng.choice(corners)), "y": int(rng.choice(corners))}
-            if any(box_gap(cand, p) < MIN_GAP for p in placed):
+            if any(box_gap(cand, p) < world.min_gap for p in placed):
                 break
             placed.append(cand)
         else:
             if relation is None or relation_holds(relation["type"], placed[relation["subject"]],
-                                                  placed[relation["reference"]], RELATION_MIN_SEPARATION):
-                return {"size": IMAGE_SIZE, "objects": placed}
+                                                  placed[relation["reference"]], world.relation_min_separation):
+                return {"size": world.image_size, "objects": placed}
     raise RuntimeError(f"could not place {spec!r} in {max_tries} tries")
 
 
-def render_spec(spec: dict, seed: int) -> tuple[dict, np.ndarray]:
+def render_spec(spec: dict, seed: int, world: World = SMALL) -> tuple[dict, np.ndarray]:
     """Deterministic convenience: (scene, image) for a prompt spec and an integer seed."""
-    scene = sample_scene(spec, np.random.default_rng(seed))
+    scene = sample_scene(spec, np.random.default_rng(seed), world)
     return scene, render(scene)

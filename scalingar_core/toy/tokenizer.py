@@ -1,10 +1,14 @@
-"""Lossless 4×4 patch codebook: 32×32 image ↔ 8×8 = 64 codes in raster order.
+"""Lossless 4×4 patch codebooks: a world's S×S image ↔ (S/4)² codes in raster order.
 
-The renderer snaps object corners to the 4 px patch grid and keeps objects ≥ 2 px apart, so every patch is
-either white or one object's mask cut at a patch boundary, in one palette colour. The codebook is exactly
-that set, enumerated from ``render.shape_mask`` (no training, no data): code 0 is the white patch, the rest
-are sorted by colour and pixel bytes, so the codebook is the same on every machine. Patches that are not in
-the codebook (images from elsewhere) map to the nearest code in squared RGB distance.
+The renderer snaps object corners to the 4 px patch grid and keeps objects apart, so every patch is either
+white or one object's mask cut at a patch boundary, in one palette colour. A world's codebook is exactly
+that set, enumerated from ``render.shape_mask`` for the world's object sizes (no training, no data): code 0
+is the white patch, the rest are sorted by colour and pixel bytes, so the codebook is the same on every
+machine. Patches that are not in the codebook (images from elsewhere) map to the nearest code in squared
+RGB distance.
+
+Every function takes the :class:`~.render.World` it works in; ``encode``/``decode`` infer it from the image
+side or the code count when it is not given (32 px ↔ 64 codes, 64 px ↔ 256 codes).
 """
 from __future__ import annotations
 
@@ -13,67 +17,78 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from .render import BACKGROUND, COLORS, IMAGE_SIZE, PALETTE, SHAPES, SIZES, SNAP, shape_mask
+from .render import BACKGROUND, COLORS, PALETTE, SHAPES, SMALL, WORLDS, World, shape_mask, world_of_size
 
-PATCH = SNAP
-GRID = IMAGE_SIZE // PATCH  # 8
-
-
-def patches_of(img: np.ndarray) -> np.ndarray:
-    """``uint8 [..., 32, 32, 3]`` → ``[..., 64, 4, 4, 3]`` patches in raster order."""
-    lead = img.shape[:-3]
-    p = img.reshape(*lead, GRID, PATCH, GRID, PATCH, 3)
-    p = np.moveaxis(p, -4, -3)  # [..., gy, gx, py, px, 3]
-    return p.reshape(*lead, GRID * GRID, PATCH, PATCH, 3)
+PATCH = SMALL.snap
+GRID = SMALL.grid  # the small world's 8 (historical name)
 
 
-@lru_cache(maxsize=1)
-def codebook() -> np.ndarray:
-    """``uint8 [V, 4, 4, 3]``; index 0 = white."""
+def world_of_tokens(count: int) -> World:
+    """The world whose images have ``count`` codes."""
+    for w in WORLDS.values():
+        if w.tokens == count:
+            return w
+    raise ValueError(f"no toy world has {count} tokens per image: known "
+                     f"{', '.join(f'{w.tokens} ({w.name})' for w in WORLDS.values())}")
+
+
+def patches_of(img: np.ndarray, world: World) -> np.ndarray:
+    """``uint8 [..., S, S, 3]`` → ``[..., G², P, P, 3]`` patches in raster order."""
+    lead, g, p = img.shape[:-3], world.grid, world.snap
+    x = img.reshape(*lead, g, p, g, p, 3)
+    x = np.moveaxis(x, -4, -3)  # [..., gy, gx, py, px, 3]
+    return x.reshape(*lead, g * g, p, p, 3)
+
+
+@lru_cache(maxsize=None)
+def codebook(world: World = SMALL) -> np.ndarray:
+    """``uint8 [V, P, P, 3]``; index 0 = white."""
+    p = world.snap
     masks = set()
-    span = (max(SIZES) + PATCH - 1) // PATCH * PATCH  # a box starts on a patch corner: at most 3×3 patches
     for shape in SHAPES:
-        for size in SIZES:
+        for size in world.sizes:
+            span = -(-size // p) * p  # a box starts on a patch corner
             canvas = np.zeros((span, span), bool)
             canvas[:size, :size] = shape_mask(shape, size)
-            for gy in range(0, span, PATCH):
-                for gx in range(0, span, PATCH):
-                    m = canvas[gy:gy + PATCH, gx:gx + PATCH]
+            for gy in range(0, span, p):
+                for gx in range(0, span, p):
+                    m = canvas[gy:gy + p, gx:gx + p]
                     if m.any():
                         masks.add(m.tobytes())
-    masks = sorted(masks)
-    white = np.empty((PATCH, PATCH, 3), np.uint8)
+    white = np.empty((p, p, 3), np.uint8)
     white[:] = BACKGROUND
     book = [white]
     for color in COLORS:
-        for mb in masks:
-            m = np.frombuffer(mb, bool).reshape(PATCH, PATCH)
-            p = white.copy()
-            p[m] = PALETTE[color]
-            book.append(p)
+        for mb in sorted(masks):
+            m = np.frombuffer(mb, bool).reshape(p, p)
+            patch = white.copy()
+            patch[m] = PALETTE[color]
+            book.append(patch)
     out = np.stack(book)
     out.setflags(write=False)
     return out
 
 
-@lru_cache(maxsize=1)
-def _index() -> dict[bytes, int]:
-    return {p.tobytes(): i for i, p in enumerate(codebook())}
+@lru_cache(maxsize=None)
+def _index(world: World) -> dict[bytes, int]:
+    return {p.tobytes(): i for i, p in enumerate(codebook(world))}
 
 
-def vocab_size() -> int:
-    return len(codebook())
+def vocab_size(world: World = SMALL) -> int:
+    return len(codebook(world))
 
 
-def encode(images: np.ndarray) -> np.ndarray:
-    """``uint8 [N, 32, 32, 3]`` (or one ``[32, 32, 3]``) → ``int64 [N, 64]`` (or ``[64]``) codes."""
+def encode(images: np.ndarray, world: World | None = None) -> np.ndarray:
+    """``uint8 [N, S, S, 3]`` (or one ``[S, S, 3]``) → ``int64 [N, G²]`` (or ``[G²]``) codes."""
     images = np.asarray(images)
-    if images.shape[-3:] != (IMAGE_SIZE, IMAGE_SIZE, 3) or images.dtype != np.uint8:
-        raise ValueError(f"encode expects uint8 images [..., {IMAGE_SIZE}, {IMAGE_SIZE}, 3], "
-                         f"got {images.dtype} {images.shape}")
-    p = patches_of(images)
-    flat = p.reshape(-1, PATCH * PATCH * 3)
-    index = _index()
+    if images.ndim < 3 or images.shape[-1] != 3 or images.shape[-2] != images.shape[-3] or images.dtype != np.uint8:
+        raise ValueError(f"encode expects square uint8 RGB images [..., S, S, 3], got {images.dtype} {images.shape}")
+    world = world or world_of_size(images.shape[-2])
+    if images.shape[-2] != world.image_size:
+        raise ValueError(f"{world.name} encodes {world.image_size}px images, got shape {images.shape}")
+    p = patches_of(images, world)
+    flat = p.reshape(-1, world.snap * world.snap * 3)
+    index = _index(world)
     codes = np.empty(len(flat), np.int64)
     misses = []
     for i, row in enumerate(flat):
@@ -83,31 +98,33 @@ def encode(images: np.ndarray) -> np.ndarray:
         else:
             codes[i] = k
     if misses:  # nearest code for patches the renderer cannot produce
-        book = codebook().reshape(len(codebook()), -1).astype(np.float32)
+        book = codebook(world).reshape(vocab_size(world), -1).astype(np.float32)
         d = ((flat[misses].astype(np.float32)[:, None, :] - book[None]) ** 2).sum(-1)
         codes[misses] = d.argmin(1)
-    return codes.reshape(*images.shape[:-3], GRID * GRID)
+    return codes.reshape(*images.shape[:-3], world.tokens)
 
 
-def decode(codes) -> np.ndarray:
-    """``[N, 64]`` int codes (numpy or torch) → ``uint8 [N, 32, 32, 3]``."""
+def decode(codes, world: World | None = None) -> np.ndarray:
+    """``[N, G²]`` int codes (numpy or torch) → ``uint8 [N, S, S, 3]``."""
     if isinstance(codes, torch.Tensor):
         codes = codes.detach().cpu().numpy()
     codes = np.asarray(codes)
-    if codes.shape[-1] != GRID * GRID:
-        raise ValueError(f"decode expects [..., {GRID * GRID}] codes, got shape {codes.shape}")
-    v = vocab_size()
+    world = world or world_of_tokens(codes.shape[-1])
+    if codes.shape[-1] != world.tokens:
+        raise ValueError(f"{world.name} decodes [..., {world.tokens}] codes, got shape {codes.shape}")
+    v = vocab_size(world)
     if codes.size and (codes.min() < 0 or codes.max() >= v):
-        raise ValueError(f"codes must lie in [0, {v}) for the toy-shapes codebook; got "
+        raise ValueError(f"codes must lie in [0, {v}) for the {world.name} codebook; got "
                          f"[{codes.min()}, {codes.max()}] (-1 marks ungenerated tokens: fill them first)")
-    p = codebook()[codes]  # [..., 64, 4, 4, 3]
+    g, p = world.grid, world.snap
+    x = codebook(world)[codes]  # [..., G², P, P, 3]
     lead = codes.shape[:-1]
-    p = p.reshape(*lead, GRID, GRID, PATCH, PATCH, 3)
-    p = np.moveaxis(p, -3, -4)  # [..., gy, py, gx, px, 3]
-    return np.ascontiguousarray(p.reshape(*lead, IMAGE_SIZE, IMAGE_SIZE, 3))
+    x = x.reshape(*lead, g, g, p, p, 3)
+    x = np.moveaxis(x, -3, -4)  # [..., gy, py, gx, px, 3]
+    return np.ascontiguousarray(x.reshape(*lead, world.image_size, world.image_size, 3))
 
 
-def decode_torch(codes: torch.Tensor) -> torch.Tensor:
-    """``[N, 64]`` long → float ``[N, 3, 32, 32]`` in [0, 1] (the model protocol's image layout)."""
-    img = torch.from_numpy(decode(codes)).permute(0, 3, 1, 2).float() / 255.0
+def decode_torch(codes: torch.Tensor, world: World | None = None) -> torch.Tensor:
+    """``[N, G²]`` long → float ``[N, 3, S, S]`` in [0, 1] (the model protocol's image layout)."""
+    img = torch.from_numpy(decode(codes, world)).permute(0, 3, 1, 2).float() / 255.0
     return img.to(codes.device if isinstance(codes, torch.Tensor) else "cpu")
