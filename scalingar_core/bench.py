@@ -37,7 +37,8 @@ FRACTIONS = (0.25, 0.5, 0.75)
 # Final-step state and whole-trajectory means whose within-prompt AUROC is reported per method, to see which
 # signal carries information about correctness (and which points the wrong way, AUROC < 0.5).
 FINAL_SIGNALS = ("C", "I", "s_tok", "B", "D_hat")
-MEAN_SIGNALS = ("entropy_norm", "margin", "kl")
+# token_logprob: the sampled token's own log-probability (not in the paper: does it carry what entropy misses?)
+MEAN_SIGNALS = ("entropy_norm", "margin", "kl", "token_logprob")
 
 
 def _value(text: str):
@@ -304,7 +305,7 @@ def run(args) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m scalingar_core bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="toy-shapes")
+    p.add_argument("--model", default=None, help="a registry model (default: the bundled default model)")
     p.add_argument("--models-dir", default=None)
     p.add_argument("--device", default="cpu")
     p.add_argument("--prompts", default="builtin", help="'builtin' or a JSON-lines prompt file")
@@ -326,6 +327,10 @@ def main(argv=None) -> int:
 
     argv = list(argv or [])
     args = build_parser().parse_args(argv)
+    if args.model is None:
+        from .registry import DEFAULT_MODEL
+
+        args.model = DEFAULT_MODEL
     args.command_line = "python -m scalingar_core bench " + " ".join(shlex.quote(a) for a in argv)
     summary = run(args)
     print(Path(args.out, "results.md").read_text())

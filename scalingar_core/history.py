@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-TRACE_SIGNALS = ("entropy_norm", "margin", "kl", "worst_block_entropy")
+TRACE_SIGNALS = ("entropy_norm", "margin", "kl", "worst_block_entropy", "token_logprob")
 TRACE_STATE = ("s_tok", "B", "I", "D", "D_hat", "C", "C_min", "R", "cfg")
 
 

@@ -111,8 +111,10 @@ class _Run:
             if self.scheduler is not None:
                 self.cfg = self.scheduler.step(t, self.ids, self.cfg, state.d_hat, state.r)
             self.history.record(t, self.ids, cfg=self.cfg)
-            tokens = sample_tokens(guided_logits(cond, uncond, self.cfg), self.s.temperature, self.s.top_k,
-                                   self.s.top_p, seed, self.ids, t)
+            tokens, logprob = sample_tokens(guided_logits(cond, uncond, self.cfg), self.s.temperature,
+                                            self.s.top_k, self.s.top_p, seed, self.ids, t)
+            if self.observe:
+                self.history.record(t, self.ids, token_logprob=logprob)
             self.codes[self.ids, t] = tokens
             self.tokens += m
             # Stage III: threshold and pruning (or the baselines' resampling)

@@ -67,7 +67,8 @@ def draw(probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
 
 
 def sample_tokens(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, seed: int,
-                  ids: torch.Tensor, step: int) -> torch.Tensor:
-    """One token per row from guided logits."""
+                  ids: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One token per row from guided logits, and its log-probability under the distribution it was drawn from."""
     probs = filter_logits(logits, temperature, top_k, top_p).softmax(-1)
-    return draw(probs, stream_uniform(seed, ids, step))
+    tokens = draw(probs, stream_uniform(seed, ids, step))
+    return tokens, probs.gather(1, tokens[:, None]).squeeze(1).log()

@@ -289,3 +289,13 @@ def test_importance_weights_standardise_scores_across_candidates():
     assert z[2] > 0.99 and torch.allclose(z.sum(), torch.tensor(1.0))
     assert torch.allclose(importance_weights(close * 100, 10.0), z, atol=1e-6)  # scale-free
     assert torch.allclose(importance_weights(torch.full((4,), 0.3), 10.0), torch.full((4,), 0.25))
+
+
+def test_trace_records_the_sampled_tokens_log_probability(model):
+    greedy = run(model, strategy="best_of_n", sampling=SamplingConfig(top_k=1))
+    sampled = run(model, strategy="best_of_n")
+    for r in greedy.trace.trajectories:
+        assert r.signals["token_logprob"] == [0.0] * 64  # one token left after top-k 1: probability 1
+    values = [v for r in sampled.trace.trajectories for v in r.signals["token_logprob"]]
+    assert len(values) == 8 * 64 and all(v is not None and -20 < v <= 0 for v in values)
+    assert sum(v < -0.01 for v in values) > 100  # real draws from a spread distribution
