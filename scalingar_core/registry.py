@@ -26,7 +26,7 @@ def register(entry: ModelEntry) -> None:
     _REGISTRY[entry.info.name] = entry
 
 
-FAMILIES = ("scalingar_core.toy.model", "scalingar_core.llamagen.presets")
+FAMILIES = ("scalingar_core.toy.model", "scalingar_core.llamagen.presets", "scalingar_core.janus.presets")
 
 
 def _families():
