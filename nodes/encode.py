@@ -15,7 +15,7 @@ class ScalingARTextEncode(ScalingARNode):
         return io.Schema(
             node_id="ScalingARTextEncode", display_name="ScalingAR Text Encode", category=types.CATEGORY,
             description="Encodes a prompt with the model's own text encoder (FLAN-T5 for LlamaGen, the "
-                        "caption encoder for toy-shapes).",
+                        "caption encoder for toy-shapes; for Janus-Pro the prompt in its chat format).",
             inputs=[
                 types.Model.Input("model", tooltip="From ScalingAR Model Loader."),
                 io.String.Input("prompt", multiline=True, default="two red circles",

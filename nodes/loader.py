@@ -20,8 +20,9 @@ def preset_repos() -> set[str]:
 
 
 def model_choices() -> list[str]:
-    # Presets first (toy-shapes leads: it runs anywhere), then whatever sits in models/scalingar/.
-    return registry.names() + models.local_checkpoints(preset_repos())
+    # Presets first (toy-shapes leads: it runs anywhere), then whatever sits in models/scalingar/, then
+    # Janus-Pro folders in models/Janus-Pro/.
+    return registry.names() + models.local_checkpoints(preset_repos()) + list(models.janus_folders())
 
 
 def resolve_dtype(choice: str, device: torch.device) -> torch.dtype:
@@ -61,8 +62,10 @@ def load_ar_model(name: str, dtype: torch.dtype, download: bool, node_id=None):
         folder = models.folder_for(entry.files)
         return registry.load(name, models_dir=folder, device=device, dtype=dtype, download=download,
                              progress=DownloadProgress(node_id))
-    # A file listed from the model folders (the dropdown checked it): the registry detects its family.
-    return registry.load_checkpoint(models.full_path(name), device=device, dtype=dtype)
+    # A file or folder listed from the model folders (the dropdown checked it): the registry detects its family.
+    janus = models.janus_folders()
+    path = janus[name] if name in janus else models.full_path(name)
+    return registry.load_checkpoint(path, device=device, dtype=dtype)
 
 
 class ScalingARModelLoader(ScalingARNode):
@@ -75,8 +78,9 @@ class ScalingARModelLoader(ScalingARNode):
                         "ScalingAR sampling. toy-shapes runs offline on CPU.",
             inputs=[
                 io.Combo.Input("model", options=choices, default=choices[0] if choices else None,
-                               tooltip=f"A preset from the ScalingAR registry, or a checkpoint found in "
-                                       f"models/{models.FOLDER}/ (and extra_model_paths.yaml folders)."),
+                               tooltip=f"A preset from the ScalingAR registry, a checkpoint found in "
+                                       f"models/{models.FOLDER}/, or a Janus-Pro folder in "
+                                       f"models/{models.JANUS_FOLDER}/ (and extra_model_paths.yaml folders)."),
                 io.Combo.Input("dtype", options=list(DTYPES), default="auto",
                                tooltip="Weight precision. auto: float32 on CPU, bfloat16 (else float16) on "
                                        "GPUs that support it."),

@@ -6,6 +6,7 @@ import os
 import folder_paths
 
 FOLDER = "scalingar"
+JANUS_FOLDER = "Janus-Pro"  # models/Janus-Pro/<name>/: where other Janus node packs put the original release
 
 
 def register_folder() -> None:
@@ -18,6 +19,9 @@ def register_folder() -> None:
     paths, _ = folder_paths.folder_names_and_paths.get(FOLDER, ([], set()))
     paths = [default] + [p for p in paths if p != default]
     folder_paths.folder_names_and_paths[FOLDER] = (paths, set(folder_paths.supported_pt_extensions))
+    janus_default = os.path.join(folder_paths.models_dir, JANUS_FOLDER)
+    janus, exts = folder_paths.folder_names_and_paths.get(JANUS_FOLDER, ([], set()))
+    folder_paths.folder_names_and_paths[JANUS_FOLDER] = ([janus_default] + [p for p in janus if p != janus_default], exts)
 
 
 def folders() -> list[str]:
@@ -48,6 +52,22 @@ def local_checkpoints(preset_repos: set[str]) -> list[str]:
     """Checkpoint files under the model folders that are not inside a preset's repository folder."""
     skip = {repo_dir(r) for r in preset_repos}
     return [f for f in folder_paths.get_filename_list(FOLDER) if f.replace("\\", "/").split("/")[0] not in skip]
+
+
+def janus_folders() -> dict[str, str]:
+    """Dropdown value ``Janus-Pro/<name>`` -> folder, for each Janus-Pro model folder (either checkpoint
+    layout) directly under a ``Janus-Pro`` model folder. The loader only ever opens folders from this map."""
+    from scalingar_core.janus.presets import is_janus_folder
+
+    found: dict[str, str] = {}
+    for base in folder_paths.get_folder_paths(JANUS_FOLDER):
+        if not os.path.isdir(base):
+            continue
+        for name in sorted(os.listdir(base)):
+            path = os.path.join(base, name)
+            if is_janus_folder(path):
+                found.setdefault(f"{JANUS_FOLDER}/{name}", path)  # the first folder wins, like get_full_path
+    return found
 
 
 def full_path(filename: str) -> str:

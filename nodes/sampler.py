@@ -69,7 +69,7 @@ class ScalingARSampler(ScalingARNode):
                                tooltip="Nucleus sampling mass. 0 = the model's default, 1 = off."),
                 io.Float.Input("cfg_scale", default=DEFAULT_CFG, min=-1.0, max=50.0, step=0.1,
                                tooltip="Base classifier-free guidance scale (the scheduler moves around it). "
-                                       "-1 = the model's default (7.5 for LlamaGen T2I)."),
+                                       "-1 = the model's default (7.5 for LlamaGen T2I, 5 for Janus-Pro)."),
                 types.Profile.Input("profile", optional=True,
                                     tooltip="Confidence profile settings. Absent: the paper's defaults."),
                 types.Gate.Input("gate", optional=True,

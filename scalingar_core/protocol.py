@@ -3,12 +3,17 @@
 The engine never touches a model's internals. It needs four things:
 
 * ``ARModel.encode(prompt)`` turns user input into a model-specific condition object
-  (T5 features for LlamaGen text-to-image, a class id for class-to-image, caption ids for the toy model).
+  (T5 features for LlamaGen text-to-image, a class id for class-to-image, caption ids for the toy model, the
+  chat-formatted prompt tokens for Janus-Pro).
 * ``ARModel.start(condition, n)`` builds a :class:`DecodeSession` for ``n`` trajectories. The session holds a
-  doubled batch: rows ``0..n-1`` are conditional, rows ``n..2n-1`` unconditional (LlamaGen's layout).
+  doubled batch: rows ``0..n-1`` are conditional, rows ``n..2n-1`` unconditional. That order is the engine's
+  contract; each model fills the second half with its own unconditional input (LlamaGen's null caption or
+  class, Janus-Pro's prompt with every token but BOS and ``<begin_of_image>`` padded).
 * ``DecodeSession.prefill()`` / ``step(tokens)`` return fp32 logits ``[2n, V]`` for the next image token;
   ``keep(rows)`` compacts (or, with repeated rows, copies) trajectories in both halves and in the KV cache.
-* ``ARModel.decode(codes)`` turns ``[n, h*w]`` raster-order codes into images ``[n, 3, H, W]`` in ``[0, 1]``.
+* ``ARModel.decode(codes)`` turns ``[n, h*w]`` raster-order codes into images ``[n, 3, H, W]`` in ``[0, 1]``;
+  the pixels per token are the model's own (16 for LlamaGen's and Janus-Pro's VQ-16), the engine never
+  assumes them.
 """
 from __future__ import annotations
 

@@ -175,6 +175,16 @@ WORKFLOWS = {
         "Needs the weights in models/scalingar/ (AR-GRPO model.safetensors, LlamaGen VQ, FLAN-T5-XL): switch "
         "download_if_missing on to fetch them, or see the README. The base CFG is the preset's default "
         "(unverified for AR-GRPO; set cfg_scale on the sampler to override)."),
+    "janus_pro_1b_scalingar": lambda n: single(
+        n, "janus-pro-1b", "a red fox sitting in fresh snow, soft morning light, photograph",
+        "scalingar/janus_pro_1b",
+        "ScalingAR on Janus-Pro-1B at 384x384 (576 tokens), the paper's Appendix B setting with the same "
+        "universal configuration.\n\n"
+        "Needs the transformers-format weights (deepseek-community/Janus-Pro-1B, about 4 GB) in "
+        "models/scalingar/: switch download_if_missing on to fetch them. A copy of the original "
+        "deepseek-ai/Janus-Pro-1B in models/Janus-Pro/<name>/ also works: pick it in the loader instead.\n"
+        "Sampling keeps the model card's defaults (CFG 5, temperature 1, no top-k): -1 / 0 on the sampler "
+        "mean 'model default'. About 5 GB of VRAM at N = 8 in bf16; the vision tower is never loaded."),
     "scalingar_vs_best_of_n": versus,
 }
 

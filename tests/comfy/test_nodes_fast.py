@@ -251,6 +251,45 @@ def test_llamagen_family_loads_from_an_extra_folder_and_samples(cenv, tmp_path):
         registry._REGISTRY.pop("tiny-t2i-comfy-test", None)
 
 
+def test_janus_presets_and_janus_pro_folders_in_the_dropdown_load_encode_and_sample(cenv):
+    """The Janus-Pro presets are offered; a folder of the original deepseek-ai release in models/Janus-Pro/
+    is listed by name (a folder that is not Janus is not), loads, encodes its chat-format prompt and samples
+    with a removal: loader -> encode -> sampler glue for a second family."""
+    import folder_paths
+    from scalingar_core.janus import synthetic
+
+    base = Path(folder_paths.get_folder_paths(cenv.nodes.models.JANUS_FOLDER)[0])
+    folder = synthetic.write_original_folder(base / "Janus-Pro-tiny",
+                                             synthetic.random_model(synthetic.tiny_config(vq="vq16")))
+    (base / "not-janus").mkdir(parents=True, exist_ok=True)
+    (base / "not-janus" / "config.json").write_text('{"model_type": "llama"}')
+    try:
+        options = cenv.nodes.loader.ScalingARModelLoader.GET_NODE_INFO_V1()["input"]["required"]["model"][1]["options"]
+        assert {"janus-pro-1b", "janus-pro-7b", "Janus-Pro/Janus-Pro-tiny"} <= set(options)
+        assert "Janus-Pro/not-janus" not in options
+        patcher = cenv.nodes.loader.ScalingARModelLoader.execute("Janus-Pro/Janus-Pro-tiny", "float32", False)[0]
+        assert set(patcher.model.parts.keys()) == {"janus"}
+        cond = cenv.nodes.encode.ScalingARTextEncode.execute(patcher, "a red cube")[0]
+        assert int(cond.condition.ids[-1]) == int(cond.condition.uncond_ids[-1])  # both end in <begin_of_image>
+        _, gate, _ = policy(cenv)
+        image, candidates, trace = run_sampler(cenv, patcher, cond, n=3, gate=gate).args
+        assert image.shape == (1, 64, 64, 3) and candidates.shape == (3, 64, 64, 3)
+        assert trace.steps == 16 and any(t.removed_at is not None for t in trace.trajectories)
+    finally:
+        import shutil
+
+        shutil.rmtree(folder)
+        shutil.rmtree(base / "not-janus")
+
+
+def test_janus_preset_without_weights_names_repo_files_and_folder(cenv):
+    with pytest.raises(Exception) as err:
+        cenv.nodes.loader.ScalingARModelLoader.execute("janus-pro-1b", "auto", False)
+    message = str(err.value)
+    assert "deepseek-community/Janus-Pro-1B" in message and "model.safetensors" in message, message
+    assert cenv.nodes.models.default_folder() in message, message
+
+
 def test_download_progress_drives_one_progress_bar_per_file(cenv):
     import comfy.utils
 
@@ -512,7 +551,7 @@ def test_trace_save_writes_json_and_csv_into_the_output_folder(cenv, toy):
 # ----------------------------------------------------------------------------- workflows
 
 @pytest.mark.parametrize("name", ["toy_shapes_scalingar", "llamagen_t2i_512_scalingar", "ar_grpo_256_scalingar",
-                                  "scalingar_vs_best_of_n"])
+                                  "janus_pro_1b_scalingar", "scalingar_vs_best_of_n"])
 def test_shipped_workflow_converts_against_the_node_schemas(cenv, name):
     """Every template's widget values line up with the current inputs (same check the editor relies on)."""
     import nodes as comfy_nodes  # ComfyUI's own module: SaveImage, PreviewImage
