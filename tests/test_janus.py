@@ -40,7 +40,7 @@ def transformers_generate(reference, ours, prompt, scale):
 
     processor = JanusProcessor.from_pretrained(ours.prompts.tokenizer.name_or_path)
     messages = [{"role": "user", "content": [{"type": "text", "text": prompt}]}]
-    text = processor.apply_chat_template(messages, add_generation_prompt=True)
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     inputs = processor(text=text, generation_mode="image", return_tensors="pt")
     raw = []
     hook = reference.model.generation_head.register_forward_hook(lambda m, i, out: raw.append(out.detach().clone()))
@@ -288,3 +288,14 @@ def test_missing_preset_names_repo_files_and_folder(tmp_path):
     (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"x": "model-00002-of-00002.safetensors"}}))
     with pytest.raises(ModelFileError, match="model-00002-of-00002.safetensors of Hugging Face repo"):
         load_preset(p, models_dir=tmp_path, download=True)  # HF_HUB_OFFLINE is set by the test conftest
+
+
+def test_an_older_transformers_is_a_clear_error(monkeypatch, tmp_path):
+    import transformers
+
+    from scalingar_core.janus.model import check_transformers
+
+    check_transformers()  # the installed one is in range
+    monkeypatch.setattr(transformers, "__version__", "4.57.6")
+    with pytest.raises(RuntimeError, match=r"transformers >= 5.24 .*4\.57\.6.*pip install -U"):
+        load_folder(tmp_path, "x")

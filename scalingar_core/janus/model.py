@@ -19,6 +19,18 @@ from .session import JanusSession
 # The model card's image-generation settings (and transformers' default guidance_scale 5).
 JANUS_DEFAULTS = SamplingDefaults(cfg_scale=5.0, top_k=0, top_p=1.0, temperature=1.0)
 PROMPT_TOKENS = 64  # prompt length the memory table assumes (chat turn included)
+MIN_TRANSFORMERS = "5.24"  # the release the oracle tests pass on (requirements.txt pins >=5.24,<6)
+
+
+def check_transformers() -> None:
+    """A clear error instead of a deep one when the installed transformers predates the verified range."""
+    import transformers
+    from packaging.version import Version
+
+    if Version(transformers.__version__) < Version(MIN_TRANSFORMERS):
+        raise RuntimeError(f"Janus-Pro needs transformers >= {MIN_TRANSFORMERS} (this environment has "
+                           f"{transformers.__version__}): run `pip install -U 'transformers>={MIN_TRANSFORMERS},<6'` "
+                           f"in the Python that runs ComfyUI (or `pip install -r requirements.txt` in this pack)")
 
 
 class JanusGenerator(nn.Module):
@@ -186,6 +198,7 @@ def load_folder(folder: str | Path, name: str, device=None, dtype=None, hint: st
     the files again (for errors about corrupt files)."""
     from transformers import JanusConfig
 
+    check_transformers()
     folder = Path(folder)
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)

@@ -57,21 +57,15 @@ class PromptFormat:
             raise ValueError(f"the tokenizer in {folder} has no {', '.join(missing)} token: not a Janus-Pro tokenizer")
         return cls(tokenizer, processor, int(bos), int(pad), int(boi))
 
-    def text(self, prompt: str) -> str:
-        """The prompt text before tokenization (chat turn + ``<begin_of_image>``)."""
-        if self.processor is not None:
-            messages = [{"role": "user", "content": [{"type": "text", "text": prompt}]}]
-            return self.processor.apply_chat_template(messages, add_generation_prompt=True) + BOI
-        return PUBLISHED_FORMAT.format(prompt=prompt.strip())
-
     def ids(self, prompt: str) -> torch.Tensor:
         """``[L]`` long: the conditional row, starting with BOS and ending with ``<begin_of_image>``."""
         if self.processor is not None:
             messages = [{"role": "user", "content": [{"type": "text", "text": prompt}]}]
-            text = self.processor.apply_chat_template(messages, add_generation_prompt=True)
+            text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
             ids = self.processor(text=text, generation_mode="image", return_tensors="pt")["input_ids"][0]
         else:
-            ids = torch.tensor(self.tokenizer(self.text(prompt))["input_ids"], dtype=torch.long)
+            text = PUBLISHED_FORMAT.format(prompt=prompt.strip())
+            ids = torch.tensor(self.tokenizer(text)["input_ids"], dtype=torch.long)
         if ids.numel() == 0 or int(ids[0]) != self.bos_id:
             ids = torch.cat([torch.tensor([self.bos_id]), ids])
         if int(ids[-1]) != self.boi_id:

@@ -46,10 +46,6 @@ class JanusSession:
     def num_trajectories(self) -> int:
         return self._n
 
-    @property
-    def position(self) -> int | None:
-        return self._pos
-
     def _run(self, embeds: torch.Tensor, start: int) -> torch.Tensor:
         """Decoder over ``embeds [rows, q, D]`` at positions ``start..start+q-1``; fp32 logits of the last."""
         rows, q = embeds.shape[:2]
