@@ -25,7 +25,7 @@ import workflow_api  # noqa: E402
 pytestmark = pytest.mark.comfyui
 
 OFFLINE_WORKFLOWS = ["toy_shapes_scalingar", "scalingar_vs_best_of_n"]  # the others need LlamaGen weights
-ALL_WORKFLOWS = OFFLINE_WORKFLOWS + ["llamagen_t2i_512_scalingar", "ar_grpo_256_scalingar"]
+ALL_WORKFLOWS = OFFLINE_WORKFLOWS + ["llamagen_t2i_512_scalingar", "ar_grpo_256_scalingar", "janus_pro_1b_scalingar"]
 NODE_IDS = {"ScalingARModelLoader", "ScalingARTextEncode", "ScalingARConfidenceProfile", "ScalingARTerminationGate",
             "ScalingARGuidanceScheduler", "ScalingARSampler", "ScalingARTracePlot", "ScalingARTraceSave"}
 
@@ -175,6 +175,17 @@ def test_extra_model_paths_folder_is_listed_and_a_foreign_file_fails_clearly(ser
     assert run.error is not None and run.error["node_id"] == "1"
     assert "not a checkpoint of a known family" in run.error["exception_message"], run.error["exception_message"]
     assert EXTRA_CHECKPOINT in run.error["exception_message"]
+
+
+def test_janus_workflow_is_accepted_and_stops_at_the_loader_naming_the_missing_files(server, object_info):
+    """The Janus-Pro template converts against the live schemas, POST /prompt accepts it (every value
+    valid), and without weights (downloads off) the loader fails naming repository, file and folder."""
+    run = Run(server, api_prompt("janus_pro_1b_scalingar", object_info))
+    assert run.error is not None
+    assert run.error["node_type"] == "ScalingARModelLoader", run.error
+    message = run.error["exception_message"]
+    assert "deepseek-community/Janus-Pro-1B" in message and "model.safetensors" in message, message
+    assert "deepseek-community--Janus-Pro-1B" in message, message
 
 
 def test_templates_and_web_extension_are_served(server):
