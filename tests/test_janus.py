@@ -299,3 +299,14 @@ def test_an_older_transformers_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(transformers, "__version__", "4.57.6")
     with pytest.raises(RuntimeError, match=r"transformers >= 5.24 .*4\.57\.6.*pip install -U"):
         load_folder(tmp_path, "x")
+
+
+def test_loaded_model_memory_estimate_counts_its_own_weights_and_kv_rows(tiny):
+    _, ours = tiny
+    weights = sum(p.numel() * p.element_size() for p in ours.generator.parameters())
+    one, eight = ours.memory_estimate(1), ours.memory_estimate(8)
+    assert one > weights and eight > one
+    from scalingar_core.janus.model import kv_cache_bytes
+
+    positions = 64 + 16
+    assert eight - one >= kv_cache_bytes(ours.generator.config, 14, positions, 4)  # 14 more fp32 rows

@@ -111,8 +111,9 @@ class JanusProModel:
 
     def memory_estimate(self, n: int) -> int:
         """Peak device bytes for ``n`` trajectories (see :func:`estimate_memory`)."""
-        param = self.generator.language_model.embed_tokens.weight
-        return estimate_memory(self.generator.config, n, param.element_size())["total"]
+        params = list(self.generator.parameters())
+        counts = {"weights": sum(p.numel() for p in params)}  # what is loaded, not a rebuilt count
+        return estimate_memory(self.generator.config, n, params[0].element_size(), params=counts)["total"]
 
 
 # ---------------------------------------------------------------------------------------------------------

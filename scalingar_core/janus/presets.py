@@ -127,12 +127,8 @@ def load_checkpoint(path, device=None, dtype=None, name: str | None = None, **kw
     return load_folder(path, name or path.name, device=device, dtype=dtype, defaults=DEFAULTS)
 
 
-def _load(p: JanusPreset, **kwargs):
-    return load_preset(p, **kwargs)
-
-
 def register_models(register) -> None:
     from ..registry import ModelEntry
 
     for p in PRESETS.values():
-        register(ModelEntry(info=p.info(), loader=partial(_load, p), files=p.files()))
+        register(ModelEntry(info=p.info(), loader=partial(load_preset, p), files=p.files()))
