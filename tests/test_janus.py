@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-pytest.importorskip("transformers", minversion="5.24")  # the range requirements.txt pins
+pytest.importorskip("transformers", minversion="5.24")  # the range Janus-Pro is verified on
 
 from transformers import ClassifierFreeGuidanceLogitsProcessor  # noqa: E402
 
