@@ -8,6 +8,7 @@ from comfy_execution.utils import get_executing_context
 
 from scalingar_core.config import (STRATEGIES, GateConfig, ProfileConfig, RunConfig, SamplingConfig,
                                    SchedulerConfig)
+from scalingar_core.entropy_map import entropy_panels
 from scalingar_core.sampler import generate
 
 from . import patcher, types
@@ -83,6 +84,10 @@ class ScalingARSampler(ScalingARNode):
                                 tooltip="Every trajectory's image; removed ones decoded from their partial "
                                         "tokens (grey where not generated) and framed in red."),
                 types.Trace.Output(display_name="trace", tooltip="Per-step signals, C, theta and CFG."),
+                io.Image.Output(display_name="entropy_map",
+                                tooltip="Where the model was unsure: each candidate's per-token entropy over its "
+                                        "image (bright = unsure), one colour scale for all; removed ones framed "
+                                        "in red with the cell of their last token outlined."),
             ],
             hidden=[io.Hidden.unique_id],
             # An output node, so ComfyUI visits it even on a full cache hit and re-sends its UI output (the
@@ -105,5 +110,6 @@ class ScalingARSampler(ScalingARNode):
         with torch.inference_mode():
             result = generate(ar, conditioning.condition, config, callback=reporter)
         summary = json_safe(result.trace.summary())
+        entropy_map = to_comfy_images(entropy_panels(result.decoded, result.trace))
         return io.NodeOutput(to_comfy_images(result.image[None]), to_comfy_images(result.images), result.trace,
-                             ui={"scalingar_trace": [summary]})
+                             entropy_map, ui={"scalingar_trace": [summary]})

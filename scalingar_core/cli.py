@@ -53,6 +53,7 @@ def _config(args) -> RunConfig:
 
 
 def cmd_generate(args) -> int:
+    from .entropy_map import entropy_panels
     from .images import grid_image, to_pil
     from .plot import plot_trace
     from .sampler import generate
@@ -71,6 +72,7 @@ def cmd_generate(args) -> int:
         grid = grid.resize((grid.width * scale, grid.height * scale), resample=0)
     grid.save(out / "candidates.png")
     plot_trace(result.trace).save(out / "trace_plot.png")
+    to_pil(grid_image(entropy_panels(result.decoded, result.trace))).save(out / "entropy.png")
     trace_path = Path(args.trace) if args.trace else out / "trace.json"
     result.trace.save_json(trace_path)
     if args.all:
@@ -80,7 +82,8 @@ def cmd_generate(args) -> int:
     removed = [r for r in result.trace.trajectories if r.removed_at is not None]
     print(f"model {args.model}  strategy {config.strategy}  selected trajectory {result.selected}  "
           f"tokens {result.tokens_generated}  removed {len(removed)}  {seconds:.1f} s")
-    print(f"wrote {out / 'image.png'}, {out / 'candidates.png'}, {out / 'trace_plot.png'}, {trace_path}")
+    print(f"wrote {out / 'image.png'}, {out / 'candidates.png'}, {out / 'trace_plot.png'}, "
+          f"{out / 'entropy.png'}, {trace_path}")
     return 0
 
 

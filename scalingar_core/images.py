@@ -24,8 +24,8 @@ def decode_partial(model, codes: torch.Tensor, batch: int = 8) -> torch.Tensor:
     return images
 
 
-def mark_removed(image: torch.Tensor, width: int | None = None) -> torch.Tensor:
-    """A red frame and diagonal on ``[3, H, W]``: this candidate was pruned before the end."""
+def mark_removed(image: torch.Tensor, width: int | None = None, diagonal: bool = True) -> torch.Tensor:
+    """A red frame (and diagonal) on ``[3, H, W]``: this candidate was pruned before the end."""
     image = image.clone()
     _, hh, ww = image.shape
     width = width or max(1, min(hh, ww) // 32)
@@ -34,6 +34,8 @@ def mark_removed(image: torch.Tensor, width: int | None = None) -> torch.Tensor:
     image[:, -width:, :] = colour
     image[:, :, :width] = colour
     image[:, :, -width:] = colour
+    if not diagonal:
+        return image
     idx = torch.arange(min(hh, ww), device=image.device)
     for d in range(width):
         image[:, idx, (idx + d).clamp_max(ww - 1)] = colour[:, :, 0]

@@ -66,6 +66,7 @@ class GenerationResult:
     trace: Trace
     tokens_generated: int
     scores: list[float] = field(default_factory=list)  # the final selection score of each trajectory
+    decoded: torch.Tensor | None = None  # [N, 3, H, W] every candidate as decoded, before marking (entropy map)
 
 
 class _Run:
@@ -253,6 +254,7 @@ def generate(model: ARModel, condition: Any, config: RunConfig | None = None, ca
     if decode_all:
         images = decode_partial(model, result.codes.to(device)).cpu()
         result.image = images[result.selected].clone()
+        result.decoded = images.clone()
         for record in result.trace.trajectories:
             if record.removed_at is not None:
                 images[record.index] = mark_removed(images[record.index])

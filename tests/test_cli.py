@@ -27,7 +27,7 @@ def test_generate_writes_outputs_and_schema_valid_trace(reference_registered, tm
     rc = cli.main(["generate", "--model", "test-reference", "--prompt", "x", "--n", "4", "--seed", "1",
                    "--out", str(out), "--all", "--config", '{"gate": {"recovery_window": 4}}'])
     assert rc == 0
-    for name in ("image.png", "candidates.png", "trace_plot.png", "trace.json"):
+    for name in ("image.png", "candidates.png", "trace_plot.png", "entropy.png", "trace.json"):
         assert (out / name).stat().st_size > 0
     trace = json.loads((out / "trace.json").read_text())
     jsonschema.validate(trace, SCHEMA)
