@@ -1,6 +1,8 @@
 """ScalingARModelLoader: a registry preset or a local checkpoint, handed to ComfyUI's model management."""
 from __future__ import annotations
 
+import logging
+
 import torch
 
 import comfy.model_management as mm
@@ -8,8 +10,9 @@ import comfy.utils
 from comfy_api.latest import io
 
 from scalingar_core import registry
+from scalingar_core.llamagen.download import describe_plan, download_plan
 
-from . import models, patcher, types
+from . import models, patcher, progress, types
 from .base import ScalingARNode
 
 DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -54,12 +57,26 @@ class DownloadProgress:
         self.bar.update_absolute(int(done), total)
 
 
+def announce_download(files: list[dict], folder: str, node_id=None, server=None, api=None) -> None:
+    """Before fetching: what will be downloaded and how big it is, in ComfyUI's log and on the loader node."""
+    plan = download_plan(files, folder, api)
+    if not plan:
+        return
+    text = describe_plan(plan, folder)
+    logging.info("[ScalingAR] %s", text)
+    server = server if server is not None else progress.prompt_server()
+    if server is not None and node_id is not None and hasattr(server, "send_progress_text"):
+        server.send_progress_text(text, node_id)
+
+
 def load_ar_model(name: str, dtype: torch.dtype, download: bool, node_id=None):
     """The ARModel for dropdown value ``name`` on ComfyUI's offload device (the sampler moves it)."""
     device = mm.unet_offload_device()
     if name in registry.names():
         entry = registry.entry(name)
         folder = models.folder_for(entry.files)
+        if download:
+            announce_download(entry.files, folder, node_id)
         return registry.load(name, models_dir=folder, device=device, dtype=dtype, download=download,
                              progress=DownloadProgress(node_id))
     # A file or folder listed from the model folders (the dropdown checked it): the registry detects its family.

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 import folder_paths
+
+from scalingar_core import registry
 
 FOLDER = "scalingar"
 JANUS_FOLDER = "Janus-Pro"  # models/Janus-Pro/<name>/: where other Janus node packs put the original release
@@ -48,10 +51,12 @@ def folder_for(files: list[dict]) -> str:
     return best
 
 
-def local_checkpoints(preset_repos: set[str]) -> list[str]:
-    """Checkpoint files under the model folders that are not inside a preset's repository folder."""
+def local_checkpoints(preset_repos: set[str], loadable: Callable[[str], bool] = registry.recognises) -> list[str]:
+    """Files under the model folders that ``loadable(full path)`` accepts (default: a family recognises them),
+    outside the presets' repository folders (those files are reached through the preset's name)."""
     skip = {repo_dir(r) for r in preset_repos}
-    return [f for f in folder_paths.get_filename_list(FOLDER) if f.replace("\\", "/").split("/")[0] not in skip]
+    return [f for f in folder_paths.get_filename_list(FOLDER)
+            if f.replace("\\", "/").split("/")[0] not in skip and loadable(full_path(f))]
 
 
 def janus_folders() -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Per-token callback for the engine: ComfyUI progress bar, cancel point, throttled live events."""
+"""Per-token callback for the engine: cancel point, throttled progress bar and live events."""
 from __future__ import annotations
 
 import math
@@ -8,9 +8,25 @@ import comfy.model_management as mm
 import comfy.utils
 
 EVENT = "scalingar.step"
+PROGRESS_INTERVAL = 0.05  # s: at most 20 progress-bar updates a second (each one is two websocket messages)
+EVENT_INTERVAL = 0.2  # s: live plot updates
 
 
-def _server():
+class Throttle:
+    """Says yes to the first call, to the last one, and otherwise at most once per ``interval`` seconds."""
+
+    def __init__(self, interval: float):
+        self.interval = interval
+        self.last_time = None
+
+    def due(self, now: float, last: bool = False) -> bool:
+        if last or self.last_time is None or now - self.last_time >= self.interval:
+            self.last_time = now
+            return True
+        return False
+
+
+def prompt_server():
     try:
         from server import PromptServer
     except ImportError:  # running outside a ComfyUI server (fast tests, scripts)
@@ -21,27 +37,30 @@ def _server():
 class StepReporter:
     """``callback(event)`` for :func:`scalingar_core.sampler.generate`.
 
-    Every token: one progress tick and the interrupt check (raising aborts generation: the cancel point).
-    Every ``interval`` seconds and on the last token: ``scalingar.step`` with ``event.snapshot()`` plus the
-    node id, to the client that queued the prompt.
+    Every token: the interrupt check (raising aborts generation: the cancel point). At most every
+    ``progress_interval`` seconds, and on the first and last token: the progress bar (ComfyUI sends a
+    ``progress`` and a ``progress_state`` message per update; per token that was 2048 messages for a 512 px
+    image at N = 8). At most every ``interval`` seconds, and on the first and last token: ``scalingar.step``
+    with ``event.snapshot()`` plus the node id, to the client that queued the prompt.
     """
 
-    def __init__(self, node_id, prompt_id=None, interval: float = 0.2, server=None, clock=time.monotonic):
-        self.node_id, self.prompt_id, self.interval, self.clock = node_id, prompt_id, interval, clock
-        self.server = server if server is not None else _server()
+    def __init__(self, node_id, prompt_id=None, interval: float = EVENT_INTERVAL, server=None,
+                 clock=time.monotonic, progress_interval: float = PROGRESS_INTERVAL):
+        self.node_id, self.prompt_id, self.clock = node_id, prompt_id, clock
+        self.server = server if server is not None else prompt_server()
         self.bar = None
-        self.last_sent = None
+        self.ticks, self.events = Throttle(progress_interval), Throttle(interval)
         self.sent = 0
 
     def __call__(self, event) -> None:
         mm.throw_exception_if_processing_interrupted()
-        if self.bar is None:
-            self.bar = comfy.utils.ProgressBar(event.total, node_id=self.node_id)
-        self.bar.update_absolute(event.step + 1, event.total)
         now = self.clock()
         last = event.step + 1 >= event.total
-        if last or self.last_sent is None or now - self.last_sent >= self.interval:
-            self.last_sent = now
+        if self.ticks.due(now, last):
+            if self.bar is None:
+                self.bar = comfy.utils.ProgressBar(event.total, node_id=self.node_id)
+            self.bar.update_absolute(event.step + 1, event.total)
+        if self.events.due(now, last):
             self.send(event.snapshot())
 
     def send(self, snapshot: dict) -> None:

@@ -29,9 +29,21 @@ def _progress(label: str, done: int, total: int | None = None) -> None:
         print(f"\r  {label}: {done / 2**20:.0f} / {total / 2**20:.0f} MiB", end="", file=sys.stderr, flush=True)
 
 
+def _announce_download(args) -> None:
+    """What ``--download`` would fetch and how big it is, before anything is fetched."""
+    from . import registry
+    from .llamagen.download import describe_plan, download_plan
+
+    plan = download_plan(registry.entry(args.model).files, args.models_dir)
+    if plan:
+        print(describe_plan(plan, args.models_dir), file=sys.stderr, flush=True)
+
+
 def _load(args):
     from . import registry
 
+    if args.download:
+        _announce_download(args)
     return registry.load(args.model, models_dir=args.models_dir, device=args.device, dtype=_dtype(args.dtype),
                          download=args.download, progress=_progress)
 
@@ -100,6 +112,7 @@ def cmd_list(args) -> int:
 def cmd_download(args) -> int:
     from . import registry
 
+    _announce_download(args)
     registry.load(args.model, models_dir=args.models_dir, device="cpu", download=True, progress=_progress)
     print(f"\n{args.model} is ready in {args.models_dir}")
     return 0

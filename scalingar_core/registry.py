@@ -66,6 +66,12 @@ def load(name: str, **kwargs) -> ARModel:
     return entry(name).loader(**kwargs)
 
 
+def recognises(path) -> bool:
+    """Whether a family can load the local file or folder ``path``, judged from its name and place (nothing is
+    read): what a model list should offer. Each family answers through its ``match_file(path)``."""
+    return any(getattr(mod, "match_file", lambda _: None)(path) is not None for mod in _families())
+
+
 def load_checkpoint(path, **kwargs) -> ARModel:
     """Load a local checkpoint file whose family is detected from its contents (kwargs: device, dtype).
 

@@ -23,4 +23,4 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   # a local CPU build on our machines; on your own machine install the torch build you want first
   pip_install "torch==2.13.0"
 fi
-pip_install -r requirements.txt pytest jsonschema websocket-client requests
+pip_install -r requirements.txt pytest jsonschema websocket-client requests "ruff>=0.5"

@@ -9,9 +9,10 @@ import torch
 
 from ..protocol import SamplingDefaults
 from .checkpoints import load_module, read_state_dicts
-from .download import ModelFileError, Progress, ensure_file, ensure_snapshot, fetch_command, repo_folder
+from .download import (ModelFileError, Progress, ensure_file, ensure_snapshot, fetch_command, local_copy,
+                       repo_folder)
 from .gpt import GPT, GPTConfig, kv_cache_bytes, param_count
-from .presets import T5_PATTERNS, Preset
+from .presets import Preset
 from .session import GPTSession
 from .text_encoder import T5TextEncoder, t5_xl_encoder_params
 from .vq import VQConfig, VQModel, decode_chunk, decoder_activation_bytes
@@ -152,22 +153,9 @@ class LlamaGenModel:
 # Loading
 
 
-GENERIC_NAMES = ("model.safetensors", "pytorch_model.bin", "model.pt")
-
-
 def _local_or_fetch(repo_id: str, filename: str, models_dir, download: bool, progress) -> Path:
-    """The file in ``<models_dir>/<owner>--<name>/``; a converted ``.safetensors`` sibling wins over the
-    original ``.pt`` (see ``convert_checkpoint``); a distinctively named file directly in ``models_dir`` is
-    accepted too (users often drop e.g. ``vq_ds16_t2i.pt`` there)."""
-    folder = repo_folder(models_dir, repo_id)
-    stem = Path(filename).stem
-    candidates = [folder / (stem + ".safetensors")] if filename.endswith(".pt") else []
-    if filename not in GENERIC_NAMES:
-        candidates += [folder.parent / filename, folder.parent / (stem + ".safetensors")]
-    for c in candidates:
-        if c.is_file():
-            return c
-    return ensure_file(repo_id, filename, models_dir, download, progress)
+    """The file on disk (see ``local_copy``), else fetched when ``download``, else a clear error."""
+    return local_copy(repo_id, filename, models_dir) or ensure_file(repo_id, filename, models_dir, download, progress)
 
 
 def load_preset(p: Preset, models_dir=None, device=None, dtype=None, download: bool = False,
@@ -194,7 +182,7 @@ def load_preset(p: Preset, models_dir=None, device=None, dtype=None, download: b
             problems.append(str(exc))
     if p.text_encoder_repo:
         try:
-            t5_folder = ensure_snapshot(p.text_encoder_repo, models_dir, T5_PATTERNS, ("config.json",),
+            t5_folder = ensure_snapshot(p.text_encoder_repo, models_dir, p.text_encoder_patterns, ("config.json",),
                                         download, progress)
         except ModelFileError as exc:
             problems.append(str(exc))

@@ -5,7 +5,9 @@ Each repository gets its own sub-folder ``<models_dir>/<owner>--<name>/`` (AR-GR
 ``HF_HUB_OFFLINE`` set, or without network, a missing file raises :class:`ModelFileError` naming the
 repository, the file, the folder and the command that fetches it.
 
-``progress(filename, done_bytes, total_bytes_or_None)`` is called while downloading.
+``progress(filename, done_bytes, total_bytes_or_None)`` is called while downloading. Before a download,
+:func:`download_plan` lists what would be fetched with the sizes the Hub reports (one metadata request per
+repository; the registry's estimates when offline) so a UI can show them first.
 """
 from __future__ import annotations
 
@@ -72,6 +74,22 @@ def _tqdm_class(progress: Progress | None, label: str):
     return _Report
 
 
+GENERIC_NAMES = ("model.safetensors", "pytorch_model.bin", "model.pt")
+
+
+def local_copy(repo_id: str, filename: str, models_dir: str | Path | None = None) -> Path | None:
+    """``filename`` of ``repo_id`` if it is on disk: in ``<models_dir>/<owner>--<name>/``, where a converted
+    ``.safetensors`` sibling wins over the original ``.pt`` (``convert_checkpoint``), or, for a distinctive
+    name, directly in ``models_dir`` (users often drop e.g. ``vq_ds16_t2i.pt`` there)."""
+    folder = repo_folder(models_dir, repo_id)
+    stem = Path(filename).stem
+    candidates = [folder / (stem + ".safetensors")] if filename.endswith(".pt") else []
+    candidates.append(folder / filename)
+    if filename not in GENERIC_NAMES:
+        candidates += [folder.parent / filename, folder.parent / (stem + ".safetensors")]
+    return next((c for c in candidates if c.is_file()), None)
+
+
 def ensure_file(repo_id: str, filename: str, models_dir: str | Path | None = None, download: bool = False,
                 progress: Progress | None = None) -> Path:
     """Local path of ``filename`` from ``repo_id``, downloading it only when ``download`` is True."""
@@ -96,7 +114,12 @@ def ensure_file(repo_id: str, filename: str, models_dir: str | Path | None = Non
 def ensure_snapshot(repo_id: str, models_dir: str | Path | None = None, patterns: list[str] | None = None,
                     required: tuple[str, ...] = ("config.json",), download: bool = False,
                     progress: Progress | None = None) -> Path:
-    """Local folder holding ``repo_id`` (files matching ``patterns``); ``required`` files must exist."""
+    """Local folder holding ``repo_id`` (files matching ``patterns``); ``required`` files must exist.
+
+    ``patterns`` are required: a repository often holds its weights in several formats (FLAN-T5-XL: safetensors,
+    PyTorch, TensorFlow and Flax, four times the bytes), and only the ones the loader reads are fetched."""
+    if not patterns:
+        raise ValueError(f"{repo_id}: give the allow-patterns of the files to fetch, not the whole repository")
     folder = repo_folder(models_dir, repo_id)
     if all((folder / r).is_file() for r in required):
         return folder
@@ -106,7 +129,7 @@ def ensure_snapshot(repo_id: str, models_dir: str | Path | None = None, patterns
         raise _missing(repo_id, None, folder, "HF_HUB_OFFLINE is set", patterns)
     from huggingface_hub import snapshot_download
     try:
-        snapshot_download(repo_id, local_dir=folder, allow_patterns=patterns,
+        snapshot_download(repo_id, local_dir=folder, allow_patterns=list(patterns),
                           **_progress_kwarg(snapshot_download, _tqdm_class(progress, repo_id)))
     except Exception as exc:
         raise _missing(repo_id, None, folder, f"download failed: {type(exc).__name__}: {exc}", patterns) from exc
@@ -121,3 +144,76 @@ def _progress_kwarg(fn, tqdm_class) -> dict:
     import inspect
 
     return {"tqdm_class": tqdm_class} if "tqdm_class" in inspect.signature(fn).parameters else {}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What a download would fetch, with sizes, before it starts
+
+
+def hub_sizes(repo_id: str, api=None, timeout: float = 10.0) -> dict[str, int | None] | None:
+    """``{filename: bytes}`` of every file in ``repo_id`` from the Hub's metadata (one request), or None when
+    offline (``HF_HUB_OFFLINE``) or unreachable. ``api``: an ``HfApi``-like object (tests pass a fake)."""
+    if hub_offline():
+        return None
+    try:
+        if api is None:
+            from huggingface_hub import HfApi
+            api = HfApi()
+        info = api.model_info(repo_id, files_metadata=True, timeout=timeout)
+    except Exception:  # no network, no such repo, gated: the plan falls back to the estimates
+        return None
+    return {s.rfilename: s.size for s in info.siblings or []}
+
+
+def selected_files(names, patterns: list[str]) -> list[str]:
+    """The names ``snapshot_download(allow_patterns=patterns)`` would fetch (huggingface_hub's own filter)."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    return sorted(filter_repo_objects(list(names), allow_patterns=patterns))
+
+
+def download_plan(files: list[dict], models_dir: str | Path | None = None, api=None) -> list[dict]:
+    """The files of a registry entry (``ModelEntry.files``) that are not on disk, each as ``{"repo_id",
+    "filename", "size", "exact"}``: ``exact`` when the size comes from the Hub, else the entry's estimate. A
+    snapshot entry (``patterns``) becomes one row per file it selects, or one estimated row when offline."""
+    plan, listings = [], {}
+    for f in files:
+        repo = f.get("repo_id")
+        if not repo or f.get("optional_if"):
+            continue  # nothing to fetch, or only needed when another file lacks it (decided at load)
+        patterns = f.get("patterns")
+        folder = repo_folder(models_dir, repo)
+        if patterns:
+            if all((folder / r).is_file() for r in f.get("required", ("config.json",))):
+                continue
+        elif local_copy(repo, f["filename"], models_dir) is not None:
+            continue
+        if repo not in listings:
+            listings[repo] = hub_sizes(repo, api)
+        sizes = listings[repo]
+        if sizes is None:
+            name = f["filename"] if not patterns else f"{len(patterns)} patterns: {', '.join(patterns)}"
+            plan.append({"repo_id": repo, "filename": name, "size": f.get("size"), "exact": False})
+        elif patterns:
+            plan += [{"repo_id": repo, "filename": n, "size": sizes[n], "exact": sizes[n] is not None}
+                     for n in selected_files(sizes, patterns) if not (folder / n).is_file()]
+        else:
+            size = sizes.get(f["filename"], f.get("size"))
+            plan.append({"repo_id": repo, "filename": f["filename"], "size": size,
+                         "exact": f["filename"] in sizes and size is not None})
+    return plan
+
+
+def _gb(size: int | None) -> str:
+    if size is None:
+        return "size unknown"
+    return f"{size / 1e9:.2f} GB" if size >= 1e8 else f"{size / 1e6:.1f} MB"
+
+
+def describe_plan(plan: list[dict], models_dir: str | Path | None = None) -> str:
+    """One line per file and the total, for a log, a terminal or a node's text."""
+    total = sum(f["size"] or 0 for f in plan)
+    approx = "" if all(f["exact"] for f in plan) else "about "
+    lines = [f"downloading {len(plan)} file(s), {approx}{_gb(total)}, into {Path(models_dir or default_models_dir())}:"]
+    lines += [f"  {f['repo_id']}/{f['filename']}  {'' if f['exact'] else '~'}{_gb(f['size'])}" for f in plan]
+    return "\n".join(lines)

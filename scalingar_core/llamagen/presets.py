@@ -34,6 +34,7 @@ class Preset:
     vq_in_checkpoint: str = "never"  # "maybe": the GPT file may carry vq_model.* keys (detected at load)
     notes: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
+    text_encoder_patterns: tuple[str, ...] = tuple(T5_PATTERNS)  # what a text-encoder download fetches
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -47,7 +48,7 @@ class Preset:
                {"repo_id": self.vq_repo_id, "filename": self.vq_filename, "role": "vq", "size": 288_000_000,
                 "optional_if": "the GPT file carries vq_model.* keys" if self.vq_in_checkpoint == "maybe" else None}]
         if self.text_encoder_repo:
-            out.append({"repo_id": self.text_encoder_repo, "filename": "*", "patterns": T5_PATTERNS,
+            out.append({"repo_id": self.text_encoder_repo, "filename": "*", "patterns": list(self.text_encoder_patterns),
                         "role": "text_encoder", "size": T5_DOWNLOAD_BYTES})
         return out
 

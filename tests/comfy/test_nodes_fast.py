@@ -127,26 +127,60 @@ def test_dropdown_values_are_validated_for_every_combo_input(cenv):
         assert isinstance(message, str) and combos[0] in message and "no-such-choice" in message
 
 
-def test_model_dropdown_puts_toy_first_and_lists_local_checkpoints_only(cenv):
+def test_model_dropdown_puts_toy_first_and_lists_loadable_checkpoints_only(cenv):
     from scalingar_core import registry
 
     folder = Path(cenv.nodes.models.default_folder())
-    (folder / "my_toy.safetensors").parent.mkdir(parents=True, exist_ok=True)
-    (folder / "my_toy.safetensors").write_bytes(b"0")
-    preset_file = folder / "peizesun--llamagen_t2i" / "t2i_XL_stage2_512.pt"
-    preset_file.parent.mkdir(parents=True, exist_ok=True)
-    preset_file.write_bytes(b"0")
-    (folder / "notes.txt").write_text("not a checkpoint")
+    folder.mkdir(parents=True, exist_ok=True)
+    loadable = folder / "t2i_XL_stage1_256.safetensors"  # a converted LlamaGen GPT file: the loader knows it
+    nested = folder / "mine" / "c2i_B_256.pt"
+    preset_file = folder / "peizesun--llamagen_t2i" / "t2i_XL_stage2_512.pt"  # reached through its preset
+    unknown = [folder / "my_toy.safetensors", folder / "vq_ds16_t2i.pt", folder / "notes.txt",
+               folder / "mine" / "pytorch_model.bin"]
+    made = [loadable, nested, preset_file, *unknown]
+    for p in made:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"0")
     try:
         options = cenv.nodes.loader.ScalingARModelLoader.GET_NODE_INFO_V1()["input"]["required"]["model"][1]["options"]
     finally:
-        for p in (folder / "my_toy.safetensors", preset_file, folder / "notes.txt"):
+        for p in made:
             p.unlink()
         preset_file.parent.rmdir()
+        nested.parent.rmdir()
     assert options[0] == "toy-shapes"
     assert options[:len(registry.names())] == registry.names()
-    assert "my_toy.safetensors" in options
-    assert not any("t2i_XL_stage2_512" in o or o.endswith(".txt") for o in options)
+    assert options[len(registry.names()):] == ["mine/c2i_B_256.pt", "t2i_XL_stage1_256.safetensors"]
+
+
+def test_dropdown_filter_is_a_replaceable_function(cenv):
+    """The list's filter is one argument, so other model kinds (folders) can plug in their own check."""
+    folder = Path(cenv.nodes.models.default_folder())
+    folder.mkdir(parents=True, exist_ok=True)
+    a, b = folder / "a.safetensors", folder / "b.safetensors"
+    for p in (a, b):
+        p.write_bytes(b"0")
+    seen = []
+    try:
+        got = cenv.nodes.models.local_checkpoints(set(), loadable=lambda path: seen.append(path) or
+                                                  path.endswith("b.safetensors"))
+    finally:
+        for p in (a, b):
+            p.unlink()
+    assert got == ["b.safetensors"] and sorted(seen) == [str(a), str(b)]  # asked with full paths
+
+
+def test_pyproject_reads_with_comfyuis_own_config_parser(cenv):
+    """ComfyUI (and the Registry, which shares these types) parses [tool.comfy], Models included."""
+    from comfy_config import config_parser
+
+    config = config_parser.extract_node_configuration(str(REPO))
+    comfy = config.tool_comfy
+    assert comfy.publisher_id == "scalingar" and comfy.display_name == "ScalingAR"
+    assert len(comfy.models) >= 12
+    assert all(m.location.startswith("scalingar/") and m.model_url.startswith("https://huggingface.co/")
+               for m in comfy.models)
+    assert "matplotlib>=3.7" in config.project.dependencies
 
 
 def test_model_folder_keeps_extra_model_paths_entries(cenv):
@@ -443,7 +477,8 @@ def test_absent_gate_and_scheduler_mean_off_and_sentinels_mean_model_defaults(ce
     assert all(v == 2.0 for r in trace.trajectories for v in r.state["cfg"])  # no scheduler: fixed CFG
 
 
-def test_progress_ticks_once_per_token_and_events_are_throttled(cenv, toy):
+def _run_with_reporter(cenv, toy, seconds_per_token):
+    """One toy generation (64 tokens) through a StepReporter on a fake clock; returns ticks and events."""
     import comfy.utils
 
     patcher, cond = toy
@@ -451,9 +486,8 @@ def test_progress_ticks_once_per_token_and_events_are_throttled(cenv, toy):
     comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None, **kw:
                                              ticks.append((value, total, node_id)))
     server = FakeServer()
-    clock = iter(i * 0.05 for i in range(10_000))  # 50 ms per token: an event every 4th token
-    reporter = cenv.nodes.progress.StepReporter("17", "prompt-1", interval=0.2, server=server,
-                                                  clock=lambda: next(clock))
+    clock = iter(i * seconds_per_token for i in range(10_000))
+    reporter = cenv.nodes.progress.StepReporter("17", "prompt-1", server=server, clock=lambda: next(clock))
     from scalingar_core.sampler import generate
 
     try:
@@ -462,17 +496,39 @@ def test_progress_ticks_once_per_token_and_events_are_throttled(cenv, toy):
         generate(patcher.model.ar, cond.condition, config, callback=reporter)
     finally:
         comfy.utils.set_progress_bar_global_hook(None)
-    assert [t[0] for t in ticks] == list(range(1, 65)) and {t[1] for t in ticks} == {64}
+    return ticks, server
+
+
+def test_progress_and_events_are_throttled_to_what_a_person_can_see(cenv, toy):
+    # 64 tokens a second (1/64 s each, exact in binary): the bar moves every 4th token (>= 50 ms apart),
+    # the plot every 13th (>= 200 ms apart); the first and the last token always
+    ticks, server = _run_with_reporter(cenv, toy, 1 / 64)
+    values = [t[0] for t in ticks]
+    assert values == list(range(1, 64, 4)) + [64] and {t[1] for t in ticks} == {64}
+    assert len(values) <= 20 + 1  # one second of tokens: at most 20 updates, plus the last token
     assert {t[2] for t in ticks} == {"17"}
     events = [d for e, d, sid in server.sent if e == "scalingar.step"]
     assert all(sid == "client-1" for _, _, sid in server.sent)
-    steps = [e["step"] for e in events]
-    assert steps[0] == 0 and steps[-1] == 63  # first token and the last one always
-    assert 14 <= len(events) <= 18  # ~every 4th of 64, plus the last
+    assert [e["step"] for e in events] == [0, 13, 26, 39, 52, 63]
     for e in events:
         assert e["node"] == "17" and e["prompt_id"] == "prompt-1"
         assert {"step", "total", "num_trajectories", "ids", "C", "cfg", "theta", "removed"} <= set(e)
         json.dumps(e, allow_nan=False)
+
+
+def test_slow_tokens_still_move_the_bar_every_token(cenv, toy):
+    # 125 ms per token (a big model): every token is worth showing, the plot every other token
+    ticks, server = _run_with_reporter(cenv, toy, 1 / 8)
+    assert [t[0] for t in ticks] == list(range(1, 65))
+    steps = [d["step"] for e, d, _ in server.sent if e == "scalingar.step"]
+    assert steps == list(range(0, 64, 2)) + [63]
+
+
+def test_throttle_says_yes_first_last_and_once_per_interval(cenv):
+    throttle = cenv.nodes.progress.Throttle(0.05)
+    times = [0.0, 0.01, 0.049, 0.05, 0.07, 0.2, 0.21]
+    assert [throttle.due(t) for t in times] == [True, False, False, True, False, True, False]
+    assert throttle.due(0.215, last=True)
 
 
 def test_interrupt_aborts_generation_and_the_next_run_works(cenv, toy):

@@ -30,7 +30,8 @@ NODE_IDS = {"ScalingARModelLoader", "ScalingARTextEncode", "ScalingARConfidenceP
             "ScalingARGuidanceScheduler", "ScalingARSampler", "ScalingARTracePlot", "ScalingARTraceSave"}
 
 
-EXTRA_CHECKPOINT = "extra_local.safetensors"
+EXTRA_CHECKPOINT = "c2i_B_256.safetensors"  # a LlamaGen c2i GPT file by name (its contents are junk)
+FOREIGN_FILE = "extra_local.safetensors"  # no family knows it: not listed
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,7 @@ def server(tmp_path_factory):
     import torch
 
     save_file({"weight": torch.zeros(4)}, str(extra / "scalingar" / EXTRA_CHECKPOINT))
+    save_file({"weight": torch.zeros(4)}, str(extra / "scalingar" / FOREIGN_FILE))
     (extra / "extra_model_paths.yaml").write_text(f"test_paths:\n    base_path: {extra}\n    scalingar: scalingar\n")
     srv = harness.ComfyServer(extra_args=["--extra-model-paths-config", str(extra / "extra_model_paths.yaml")])
     srv.start()
@@ -160,9 +162,9 @@ def test_every_node_in_object_info_with_expected_inputs(object_info):
     assert req("ScalingARTracePlot") == ["trace", "width", "height"]
 
 
-def test_extra_model_paths_folder_is_listed_and_a_foreign_file_fails_clearly(server, object_info):
+def test_extra_model_paths_folder_is_listed_and_a_broken_checkpoint_fails_clearly(server, object_info):
     options = object_info["ScalingARModelLoader"]["input"]["required"]["model"][1]["options"]
-    assert EXTRA_CHECKPOINT in options
+    assert EXTRA_CHECKPOINT in options and FOREIGN_FILE not in options
     api = {
         "1": {"class_type": "ScalingARModelLoader", "inputs": {"model": EXTRA_CHECKPOINT, "dtype": "auto",
                                                               "download_if_missing": False}},
@@ -173,8 +175,8 @@ def test_extra_model_paths_folder_is_listed_and_a_foreign_file_fails_clearly(ser
     }
     run = Run(server, api)
     assert run.error is not None and run.error["node_id"] == "1"
-    assert "not a checkpoint of a known family" in run.error["exception_message"], run.error["exception_message"]
-    assert EXTRA_CHECKPOINT in run.error["exception_message"]
+    message = run.error["exception_message"]
+    assert "llamagen-c2i-b-256" in message and "vq_ds16_c2i.pt" in message, message  # its VQ is missing
 
 
 def test_janus_workflow_is_accepted_and_stops_at_the_loader_naming_the_missing_files(server, object_info):
