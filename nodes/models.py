@@ -55,8 +55,9 @@ def local_checkpoints(preset_repos: set[str], loadable: Callable[[str], bool] = 
     """Files under the model folders that ``loadable(full path)`` accepts (default: a family recognises them),
     outside the presets' repository folders (those files are reached through the preset's name)."""
     skip = {repo_dir(r) for r in preset_repos}
-    return [f for f in folder_paths.get_filename_list(FOLDER)
-            if f.replace("\\", "/").split("/")[0] not in skip and loadable(full_path(f))]
+    names = [f for f in folder_paths.get_filename_list(FOLDER) if f.replace("\\", "/").split("/")[0] not in skip]
+    paths = {f: folder_paths.get_full_path(FOLDER, f) for f in names}  # None: listed from a stale cache
+    return [f for f in names if paths[f] is not None and loadable(paths[f])]
 
 
 def janus_folders() -> dict[str, str]:

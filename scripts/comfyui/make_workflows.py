@@ -32,7 +32,8 @@ SOCKETS = {
     "ScalingARSampler": ([("model", "SCALINGAR_MODEL"), ("conditioning", "SCALINGAR_CONDITIONING"),
                           ("profile", "SCALINGAR_PROFILE"), ("gate", "SCALINGAR_GATE"),
                           ("scheduler", "SCALINGAR_SCHEDULER")],
-                         [("image", "IMAGE"), ("candidates", "IMAGE"), ("trace", "SCALINGAR_TRACE")]),
+                         [("image", "IMAGE"), ("candidates", "IMAGE"), ("trace", "SCALINGAR_TRACE"),
+                          ("entropy_map", "IMAGE")]),
     "ScalingARTracePlot": ([("trace", "SCALINGAR_TRACE")], [("plot", "IMAGE")]),
     "ScalingARTraceSave": ([("trace", "SCALINGAR_TRACE")], []),
     "SaveImage": ([("images", "IMAGE")], []),
@@ -115,6 +116,8 @@ def outputs(g, sampler, x, y, prefix, save_trace=True):
     g.link(sampler, "trace", plot, "trace")
     show = g.add("PreviewImage", (x + 280, y + 330), (300, 240), title="Trace plot")
     g.link(plot, "plot", show, "images")
+    entropy = g.add("PreviewImage", (x + 600, y), (320, 330), title="Entropy map (bright = unsure)")
+    g.link(sampler, "entropy_map", entropy, "images")
     if save_trace:
         tsave = g.add("ScalingARTraceSave", (x, y + 470), (260, 100), [f"{prefix}_trace", "json"])
         g.link(sampler, "trace", tsave, "trace")
@@ -127,7 +130,7 @@ def single(name, model, prompt, prefix, note, dtype="auto"):
     encode = g.add("ScalingARTextEncode", (20, 400), (320, 160), [prompt])
     g.link(loader, "model", encode, "model")
     sampler = scalingar_chain(g, loader, encode, 470, 20, "ScalingAR Sampler")
-    outputs(g, sampler, 1220, 20, prefix)
+    outputs(g, sampler, 1300, 20, prefix)
     return g.to_json(name)
 
 
@@ -144,9 +147,9 @@ def versus(name):
     encode = g.add("ScalingARTextEncode", (20, 430), (320, 160), ["a red circle left of a blue square"])
     g.link(loader, "model", encode, "model")
     top = scalingar_chain(g, loader, encode, 470, 20, "ScalingAR")
-    outputs(g, top, 1220, 20, "scalingar/vs_scalingar", save_trace=False)
+    outputs(g, top, 1300, 20, "scalingar/vs_scalingar", save_trace=False)
     bottom = scalingar_chain(g, loader, encode, 470, 700, "Best-of-N", strategy="best_of_n", with_policy=False)
-    outputs(g, bottom, 1220, 700, "scalingar/vs_best_of_n", save_trace=False)
+    outputs(g, bottom, 1300, 700, "scalingar/vs_best_of_n", save_trace=False)
     return g.to_json(name)
 
 
@@ -157,8 +160,9 @@ WORKFLOWS = {
         "8 trajectories of a tiny LlamaGen-style GPT draw 'two red circles' token by token. The sampler's "
         "widget plots each trajectory's confidence C live, with the termination threshold and the points "
         "where weak trajectories were removed; the CFG panel shows the guidance scheduler at work.\n"
-        "Outputs: the selected image, all candidates (removed ones framed in red), the trace plot and the "
-        "trace JSON in output/scalingar/."),
+        "Outputs: the selected image, all candidates (removed ones framed in red), the entropy map (where "
+        "each candidate was unsure: bright = high token entropy), the trace plot and the trace JSON in "
+        "output/scalingar/."),
     "llamagen_t2i_512_scalingar": lambda n: single(
         n, "llamagen-t2i-xl-512", "a photo of a red fox sitting in fresh snow, soft morning light",
         "scalingar/llamagen512",

@@ -277,8 +277,9 @@ def test_llamagen_family_loads_from_an_extra_folder_and_samples(cenv, tmp_path):
         assert set(patcher.model.parts.keys()) == {"gpt", "vq", "text_encoder"}  # ComfyUI manages T5 too
         cond = cenv.nodes.encode.ScalingARTextEncode.execute(patcher, "a red car under the sky")[0]
         out = run_sampler(cenv, patcher, cond, n=2)
-        image, candidates, trace = out.args
+        image, candidates, trace, entropy_map = out.args
         assert image.shape == (1, 64, 64, 3) and candidates.shape == (2, 64, 64, 3)
+        assert entropy_map.shape[0] == 2
         assert trace.steps == 16
     finally:
         folder_paths.folder_names_and_paths["scalingar"] = (paths, exts)
@@ -338,6 +339,38 @@ def test_download_progress_drives_one_progress_bar_per_file(cenv):
     finally:
         comfy.utils.set_progress_bar_global_hook(None)
     assert ticks == [(0, 200, "5"), (150, 200, "5"), (10, 10, "5")]
+
+
+def test_loader_shows_download_sizes_on_the_node_before_fetching(cenv, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from scalingar_core import registry
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+    class Hub:  # HfApi stand-in
+        def model_info(self, repo_id, files_metadata=False, timeout=None):
+            return SimpleNamespace(siblings=[SimpleNamespace(rfilename="c2i_B_256.pt", size=444_000_000),
+                                             SimpleNamespace(rfilename="vq_ds16_c2i.pt", size=288_000_000)])
+
+    class Server:
+        def __init__(self):
+            self.texts = []
+
+        def send_progress_text(self, text, node_id, sid=None):
+            self.texts.append((text, node_id))
+
+    server, files = Server(), registry.entry("llamagen-c2i-b-256").files
+    cenv.nodes.loader.announce_download(files, str(tmp_path), "7", server=server, api=Hub())
+    (text, node), = server.texts
+    assert node == "7" and text.startswith("downloading 2 file(s), 0.73 GB")
+    assert "FoundationVision/LlamaGen/c2i_B_256.pt  0.44 GB" in text
+    folder = tmp_path / "FoundationVision--LlamaGen"
+    folder.mkdir()
+    for name in ("c2i_B_256.pt", "vq_ds16_c2i.pt"):
+        (folder / name).write_bytes(b"x")
+    cenv.nodes.loader.announce_download(files, str(tmp_path), "7", server=server, api=Hub())
+    assert len(server.texts) == 1  # nothing to fetch: nothing shown
 
 
 # ----------------------------------------------------------------------------- model management
@@ -423,7 +456,7 @@ def test_sampler_outputs_image_candidates_trace_and_ui_summary(cenv, toy):
     patcher, cond = toy
     profile, gate, scheduler = policy(cenv)
     out = run_sampler(cenv, patcher, cond, n=4, profile=profile, gate=gate, scheduler=scheduler)
-    image, candidates, trace = out.args
+    image, candidates, trace, entropy_map = out.args
     assert image.shape == (1, 32, 32, 3) and image.dtype == torch.float32
     assert candidates.shape == (4, 32, 32, 3)
     assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0
@@ -435,17 +468,29 @@ def test_sampler_outputs_image_candidates_trace_and_ui_summary(cenv, toy):
     assert summary["selected"] == trace.selected
     assert len(summary["trajectories"]) == 4 and len(summary["trajectories"][0]["C"]) >= 1
     assert summary["strategy"] == "scalingar"
+    # the entropy map: one panel per candidate (enlarged, with a title row and a colour bar), an IMAGE batch
+    from scalingar_core.entropy_map import panel_layout
+
+    layout = panel_layout(256, 256)  # 32 px toy images are enlarged 8x
+    assert entropy_map.shape == (4, layout.height, layout.width, 3) and entropy_map.dtype == torch.float32
+    assert 0.0 <= float(entropy_map.min()) and float(entropy_map.max()) <= 1.0
 
 
 def test_removed_candidates_are_framed_in_red(cenv, toy):
     patcher, cond = toy
     profile, gate, scheduler = policy(cenv)
     out = run_sampler(cenv, patcher, cond, n=6, profile=profile, gate=gate, scheduler=scheduler)
-    _, candidates, trace = out.args
+    _, candidates, trace, entropy_map = out.args
     removed = [r.index for r in trace.trajectories if r.removed_at is not None]
     assert removed, "the aggressive gate removed nobody in 64 tokens; the frame cannot be checked"
     corner = candidates[removed[0], 0, 0]
     assert corner[0] > 0.8 and corner[1] < 0.2 and corner[2] < 0.2  # red
+    from scalingar_core.entropy_map import panel_layout
+
+    left, top = panel_layout(256, 256).image[:2]
+    for i, r in enumerate(trace.trajectories):  # the entropy map frames the same candidates
+        corner = entropy_map[i, top, left]
+        assert (corner[0] > 0.8 and corner[1] < 0.2 and corner[2] < 0.2) == (r.removed_at is not None), i
     assert sum(r.removed_at is None for r in trace.trajectories) >= 1
 
 
@@ -572,15 +617,19 @@ def test_trace_plot_image(cenv, toy):
     trace = run_sampler(cenv, patcher, cond, n=4, gate=keep_all, scheduler=SchedulerConfig()).args[2]
     plot = plot_node.execute(trace, 640, 400)[0]
     assert plot.shape == (1, 400, 640, 3)
-    for i in range(4):
-        assert _count_colour(plot[0], tp.PALETTE[i]) > 100, f"trajectory {i} not drawn"
-    assert _count_colour(plot[0], tp.REMOVED, tol=20) == 0
+    hard_fail = tuple(int(tp.THEME["hard_fail"][i:i + 2], 16) for i in (1, 3, 5))
+    panel = [int(tp.THEME["panel"][i:i + 2], 16) for i in (1, 3, 5)]
+    for r in trace.trajectories:  # the selected line in its colour, the others dimmed over the panel
+        rgb = tp.colour(r.index) if r.selected else [0.55 * c + 0.45 * p for c, p in zip(tp.colour(r.index), panel)]
+        assert _count_colour(plot[0], rgb, tol=20) > 100, f"trajectory {r.index} not drawn"
+    assert _count_colour(plot[0], hard_fail, tol=20) < 30  # only the legend's key
     blank = plot_node.execute(trace, 640, 400)[0]
     assert torch.equal(plot, blank)  # deterministic
     profile, gate, scheduler = policy(cenv)
     pruned = run_sampler(cenv, patcher, cond, n=4, profile=profile, gate=gate, scheduler=scheduler).args[2]
     assert any(r.removed_at is not None for r in pruned.trajectories)
-    assert _count_colour(plot_node.execute(pruned, 640, 400)[0][0], tp.REMOVED, tol=20) > 10  # removal crosses
+    crosses = _count_colour(plot_node.execute(pruned, 640, 400)[0][0], hard_fail, tol=20)
+    assert crosses > 30, crosses  # hard-fail crosses beyond the legend's
 
 
 def test_trace_save_writes_json_and_csv_into_the_output_folder(cenv, toy):
