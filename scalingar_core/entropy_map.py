@@ -53,15 +53,15 @@ def panel_layout(image_h: int, image_w: int) -> PanelLayout:
 
 def _records(trace) -> list[dict]:
     """index, removed_at, removed_reason, selected and entropy per trajectory, from a Trace or its dict."""
-    if hasattr(trace, "trajectories") and not isinstance(trace, dict):
-        return [{"index": r.index, "removed_at": r.removed_at, "removed_reason": r.removed_reason,
-                 "selected": r.selected, "entropy": r.signals.get("entropy_norm", [])} for r in trace.trajectories]
-    return [{**{k: t.get(k) for k in ("index", "removed_at", "removed_reason", "selected")},
-             "entropy": t.get("signals", {}).get("entropy_norm", [])} for t in trace["trajectories"]]
+    if isinstance(trace, dict):
+        return [{**{k: t.get(k) for k in ("index", "removed_at", "removed_reason", "selected")},
+                 "entropy": t.get("signals", {}).get("entropy_norm", [])} for t in trace["trajectories"]]
+    return [{"index": r.index, "removed_at": r.removed_at, "removed_reason": r.removed_reason,
+             "selected": r.selected, "entropy": r.signals.get("entropy_norm", [])} for r in trace.trajectories]
 
 
 def _grid(trace) -> tuple[int, int]:
-    h, w = trace.grid if hasattr(trace, "grid") else trace["grid"]
+    h, w = trace["grid"] if isinstance(trace, dict) else trace.grid
     return int(h), int(w)
 
 
@@ -106,7 +106,7 @@ def _font(size: int):
 
 
 def _title(record: dict, entropy: np.ndarray, steps: int) -> tuple[str, tuple[int, int, int]]:
-    mean = float(np.nanmean(entropy)) if np.isfinite(entropy).any() else float("nan")
+    mean = f"{np.nanmean(entropy):.2f}" if np.isfinite(entropy).any() else "–"  # – : no entropy recorded
     text = f"#{record['index']}"
     colour = TEXT
     if record["removed_at"] is not None:
@@ -116,7 +116,7 @@ def _title(record: dict, entropy: np.ndarray, steps: int) -> tuple[str, tuple[in
     elif record["selected"]:
         text += " selected"
         colour = SELECTED
-    return f"{text} · mean {mean:.2f}", colour
+    return f"{text} · mean {mean}", colour
 
 
 def _outline(img: torch.Tensor, box: tuple[int, int, int, int], width: int) -> None:

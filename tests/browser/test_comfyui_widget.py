@@ -285,7 +285,7 @@ def test_toy_workflow_plots_in_the_browser(comfy_server, big_browser, artifacts,
     # its bitmap for the ratio), then clip its plot.
     browser.send("Emulation.setDeviceMetricsOverride",
                  {"width": VIEWPORT[0], "height": VIEWPORT[1], "deviceScaleFactor": 2, "mobile": False})
-    _centre_on_node(browser, samplers[0]["id"])
+    _centre_on_node(browser, samplers[0]["id"], max_scale=1.0)
     near = browser.evaluate(SAMPLERS_JS)[0]["rect"]
     closeup = artifacts / f"comfyui_widget{suffix}.png"
     browser.screenshot(str(closeup),
