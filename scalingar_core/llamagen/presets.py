@@ -48,7 +48,8 @@ class Preset:
                {"repo_id": self.vq_repo_id, "filename": self.vq_filename, "role": "vq", "size": 288_000_000,
                 "optional_if": "the GPT file carries vq_model.* keys" if self.vq_in_checkpoint == "maybe" else None}]
         if self.text_encoder_repo:
-            out.append({"repo_id": self.text_encoder_repo, "filename": "*", "patterns": list(self.text_encoder_patterns),
+            out.append({"repo_id": self.text_encoder_repo, "filename": "*",
+                        "patterns": list(self.text_encoder_patterns),
                         "role": "text_encoder", "size": T5_DOWNLOAD_BYTES})
         return out
 

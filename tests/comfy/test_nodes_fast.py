@@ -307,8 +307,9 @@ def test_janus_presets_and_janus_pro_folders_in_the_dropdown_load_encode_and_sam
         cond = cenv.nodes.encode.ScalingARTextEncode.execute(patcher, "a red cube")[0]
         assert int(cond.condition.ids[-1]) == int(cond.condition.uncond_ids[-1])  # both end in <begin_of_image>
         _, gate, _ = policy(cenv)
-        image, candidates, trace = run_sampler(cenv, patcher, cond, n=3, gate=gate).args
+        image, candidates, trace, entropy_map = run_sampler(cenv, patcher, cond, n=3, gate=gate).args
         assert image.shape == (1, 64, 64, 3) and candidates.shape == (3, 64, 64, 3)
+        assert entropy_map.shape[0] == 3  # one entropy panel per candidate for Janus too
         assert trace.steps == 16 and any(t.removed_at is not None for t in trace.trajectories)
     finally:
         import shutil
