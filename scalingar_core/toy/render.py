@@ -13,7 +13,7 @@ patch codebook is exactly lossless).
 Two worlds share captions, palette, shapes and the checker's rules, and differ only in scale:
 
 * ``SMALL`` (``toy-shapes``): 32×32 px, objects of 8–10 px, an 8×8 = 64-token grid;
-* ``LARGE`` (``toy-shapes-256``): 64×64 px, objects of 16–20 px, a 16×16 = 256-token grid — AR-GRPO-256's
+* ``LARGE`` (``toy-shapes-256``): 64×64 px, objects of 16 px, a 16×16 = 256-token grid — AR-GRPO-256's
   sequence length, the shortest regime the paper ran (W_0 = 32 steps, Δ_rec = 32 steps = 2 token rows).
 
 ``render(scene)`` → ``uint8 [S, S, 3]``. ``sample_scene(spec, rng, world)`` places the objects of a prompt
@@ -67,8 +67,11 @@ class World:
 
 
 SMALL = World("toy-shapes", 32, (8, 9, 10))
-LARGE = World("toy-shapes-256", 64, (16, 18, 20), min_gap=4, relation_min_separation=16, min_pixels=24,
-              min_side=14, max_side=22, max_aspect_diff=2, relation_margin=6.0)
+# One object size: a shape is then a fixed 4×4-token template, so the model's open decisions are the
+# semantic ones (which colour and shape, where, how many) at each object's first patch, not the outline.
+# With 16–20 px objects a 45-minute CPU training stayed below 5 % first-sample accuracy (broken outlines).
+LARGE = World("toy-shapes-256", 64, (16,), min_gap=4, relation_min_separation=16, min_pixels=24,
+              min_side=14, max_side=18, max_aspect_diff=2, relation_margin=6.0)
 WORLDS = {w.name: w for w in (SMALL, LARGE)}
 
 # The small world's constants under their historical names.
