@@ -1,11 +1,12 @@
 """Per-token callback for the engine: cancel point, throttled progress bar and live events."""
 from __future__ import annotations
 
-import math
 import time
 
 import comfy.model_management as mm
 import comfy.utils
+
+from scalingar_core.trace import json_safe
 
 EVENT = "scalingar.step"
 PROGRESS_INTERVAL = 0.05  # s: at most 20 progress-bar updates a second (each one is two websocket messages)
@@ -70,14 +71,3 @@ class StepReporter:
         self.sent += 1
         if self.server is not None:
             self.server.send_sync(EVENT, payload, getattr(self.server, "client_id", None))
-
-
-def json_safe(value):
-    """NaN/inf -> None: the browser's JSON.parse rejects the bare NaN that Python's json writes."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value

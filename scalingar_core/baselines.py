@@ -48,6 +48,20 @@ def importance_weights(scores: torch.Tensor, lam: float, standardise: bool = Tru
     return torch.softmax(lam * r, dim=0)
 
 
+def finite_weights(scores: torch.Tensor, lam: float, standardise: bool = True) -> torch.Tensor:
+    """:func:`importance_weights` over the finite scores; a NaN or infinite score gets weight 0 (it would
+    turn every weight into NaN). With no finite score at all every trajectory weighs the same."""
+    finite = torch.isfinite(scores)
+    if bool(finite.all()):
+        return importance_weights(scores, lam, standardise)
+    weights = torch.zeros(scores.shape, device=scores.device)
+    if bool(finite.any()):
+        weights[finite] = importance_weights(scores[finite], lam, standardise)
+    else:
+        weights += 1.0 / scores.numel()
+    return weights
+
+
 def resample(weights: torch.Tensor, seed: int, step: int) -> torch.Tensor:
     """Multinomial resampling with replacement: ``n`` parent indices drawn with probability ``weights``."""
     n = weights.shape[0]

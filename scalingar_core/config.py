@@ -2,12 +2,27 @@
 
 Settings marked RECONSTRUCTED are our reading where no source gives the value or the rule; each says what
 the alternative reading is, so it can be switched without touching the engine.
+
+Every bad value is one ``ValueError`` naming the setting, the value (at most ~200 characters of it) and what is
+allowed; nothing else escapes the constructors or ``from_dict``.
+
+* On/off settings (``enabled``, ``calibrate``) take real booleans only: the string ``"false"`` or the number
+  ``0`` is an error, never silently "on". Text front ends that cannot write a boolean (the bench's
+  ``section.field=value`` overrides) spell it true/false, yes/no, on/off or 1/0 (any case), converted by
+  :func:`setting_from_text`; JSON (``--config``) uses JSON's ``true``/``false``.
+* Numbers that size memory or drive the logits have upper bounds that protect the machine: N
+  (``MAX_TRAJECTORIES``, and the model's own memory estimate at run time), CFG scales (``MAX_CFG_SCALE``) and
+  the windows (``MAX_WINDOW``).
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
+
+from .errors import echo
 
 STRATEGIES = ("scalingar", "plain", "best_of_n", "importance_sampling", "random_prune")
 # Allowed values of every text setting (the first is the default). New fields go at the END of their
@@ -28,13 +43,44 @@ CHOICES = {
 }
 
 
+MAX_TRAJECTORIES = 1024
+"""N beyond this is refused outright (per-step cost, the trace and IS's N×N resampling grow with N); the run
+also refuses an N whose memory estimate exceeds the device (``machine.check_trajectories``)."""
+MAX_CFG_SCALE = 50.0
+"""Guidance beyond this only saturates the distribution, and ℓ_u + s·(ℓ_c − ℓ_u) overflows half-precision
+logits into NaN long before; also the bound of the scheduler's clamps."""
+MAX_WINDOW = 4096
+"""Rolling windows and the recovery window, in tokens: 4× the longest image (LlamaGen 512 px, 1024 tokens);
+a longer window changes nothing but the N × window floats each rolling pool holds."""
+TRUE_WORDS, FALSE_WORDS = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
 def _check(name: str, value: Any, ok: bool, allowed: str) -> None:
     if not ok:
-        raise ValueError(f"invalid setting {name}={value!r}: allowed {allowed}")
+        raise ValueError(f"invalid setting {name}={echo(value)}: allowed {allowed}")
+
+
+def _is_number(value) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        float(value)  # an int too large for a float (10**400) is not a usable setting
+    except OverflowError:
+        return False
+    return True
 
 
 def _number(name: str, value) -> None:
-    _check(name, value, isinstance(value, (int, float)) and not isinstance(value, bool), "a number")
+    _check(name, value, _is_number(value), "a number")
+
+
+def _bool(name: str, value) -> None:
+    _check(name, value, isinstance(value, bool),
+           "true or false (a boolean; in JSON write false, not \"false\")")
+
+
+def _at_most(name: str, value, bound, why: str) -> None:
+    _check(name, value, value <= bound, f"at most {bound}: {why}")
 
 
 def _unit(name: str, value: float, *, open_low=False, open_high=False) -> None:
@@ -50,6 +96,11 @@ def _positive_int(name: str, value: int, minimum: int = 1) -> None:
            f"an integer >= {minimum}")
 
 
+def _window(name: str, value: int) -> None:
+    _positive_int(name, value)
+    _at_most(name, value, MAX_WINDOW, "longer than any image's token count, it only costs memory")
+
+
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     _check(name, value, value in choices, "one of " + ", ".join(repr(c) for c in choices))
 
@@ -62,9 +113,12 @@ class _Config:
 
     @classmethod
     def from_dict(cls, data: dict | None):
+        if data is not None and not isinstance(data, dict):
+            raise ValueError(f"{cls.__name__} settings must be a mapping of setting names to values "
+                             f"(a JSON object), got {echo(data)}")
         data = dict(data or {})
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(data) - known, key=str)
         if unknown:
             raise ValueError(f"unknown {cls.__name__} setting(s) {unknown}: known settings are {sorted(known)}")
         return cls(**data)
@@ -83,12 +137,16 @@ class SamplingConfig(_Config):
 
     def __post_init__(self):
         _positive_int("num_trajectories", self.num_trajectories)
-        _check("seed", self.seed, isinstance(self.seed, int) and 0 <= self.seed < 2**63, "an integer in [0, 2^63)")
+        _at_most("num_trajectories", self.num_trajectories, MAX_TRAJECTORIES,
+                 "the per-step cost, the trace and importance sampling's N x N resampling grow with N")
+        _check("seed", self.seed, isinstance(self.seed, int) and not isinstance(self.seed, bool)
+               and 0 <= self.seed < 2**63, "an integer in [0, 2^63)")
         if self.temperature is not None:
             _number("temperature", self.temperature)
             _check("temperature", self.temperature, self.temperature > 0 and math.isfinite(self.temperature), "> 0")
         if self.top_k is not None:
-            _check("top_k", self.top_k, isinstance(self.top_k, int) and self.top_k >= 0,
+            _check("top_k", self.top_k, isinstance(self.top_k, int) and not isinstance(self.top_k, bool)
+                   and self.top_k >= 0,
                    "an integer >= 0 (0 = off) and <= the vocabulary size")
         if self.top_p is not None:
             _number("top_p", self.top_p)
@@ -96,6 +154,8 @@ class SamplingConfig(_Config):
         if self.cfg_scale is not None:
             _number("cfg_scale", self.cfg_scale)
             _check("cfg_scale", self.cfg_scale, self.cfg_scale >= 0 and math.isfinite(self.cfg_scale), ">= 0")
+            _at_most("cfg_scale", self.cfg_scale, MAX_CFG_SCALE, "stronger guidance only saturates the "
+                     "distribution and overflows half-precision logits")
 
     def check_vocab(self, vocab_size: int) -> None:
         if self.top_k is not None:
@@ -149,7 +209,8 @@ class ProfileConfig(_Config):
         _unit("min_fill", self.min_fill, open_low=True)
         _unit("worst_fraction", self.worst_fraction, open_low=True)
         _positive_int("block_size", self.block_size)
-        _positive_int("roll_window", self.roll_window)
+        _window("roll_window", self.roll_window)
+        _bool("calibrate", self.calibrate)
         _choice("entropy_source", self.entropy_source, CHOICES["entropy_source"])
         _choice("normalisation", self.normalisation, CHOICES["normalisation"])
         _number("eps", self.eps)
@@ -200,17 +261,18 @@ class GateConfig(_Config):
         _unit("protection_fraction", self.protection_fraction, open_high=True)
         _unit("quantile", self.quantile, open_low=True, open_high=True)
         _unit("lambda_theta", self.lambda_theta, open_low=True)
+        _bool("enabled", self.enabled)
         _positive_int("update_interval", self.update_interval)
-        _positive_int("recovery_window", self.recovery_window)
+        _window("recovery_window", self.recovery_window)
         _positive_int("min_survivors", self.min_survivors)
         _choice("theta_init", self.theta_init, CHOICES["theta_init"])
         _choice("hard_fail_mode", self.hard_fail_mode, CHOICES["hard_fail_mode"])
         _choice("recovery_reference", self.recovery_reference, CHOICES["recovery_reference"])
         _choice("probation", self.probation, CHOICES["probation"])
-        _number("delta_rec", self.delta_rec)
-        _check("delta_rec", self.delta_rec, self.delta_rec >= 0, ">= 0")
-        _number("delta_gap", self.delta_gap)
-        _check("delta_gap", self.delta_gap, self.delta_gap >= 0, ">= 0")
+        for name in ("delta_rec", "delta_gap"):
+            value = getattr(self, name)
+            _number(name, value)
+            _check(name, value, value >= 0 and math.isfinite(value), ">= 0")
         _number("hard_fail", self.hard_fail)
         _check("hard_fail", self.hard_fail, 0 <= self.hard_fail <= 1, "[0, 1]")
 
@@ -240,11 +302,15 @@ class SchedulerConfig(_Config):
     min_scale: float = 1.0
 
     def __post_init__(self):
+        _bool("enabled", self.enabled)
         for name in ("alpha", "beta", "gamma", "deadband", "clamp_below", "clamp_above", "min_scale"):
             v = getattr(self, name)
-            _check(name, v, isinstance(v, (int, float)) and v >= 0 and math.isfinite(v), ">= 0")
+            _number(name, v)
+            _check(name, v, v >= 0 and math.isfinite(v), ">= 0")
+        for name in ("clamp_below", "clamp_above", "min_scale"):
+            _at_most(name, getattr(self, name), MAX_CFG_SCALE, "a CFG scale (see sampling.cfg_scale)")
         _unit("eta", self.eta, open_low=True)
-        _positive_int("vol_window", self.vol_window)
+        _window("vol_window", self.vol_window)
         _choice("vol_measure", self.vol_measure, CHOICES["vol_measure"])
         _choice("form", self.form, CHOICES["form"])
         _choice("update", self.update, CHOICES["update"])
@@ -270,6 +336,8 @@ class BaselineConfig(_Config):
     def __post_init__(self):
         _choice("score", self.score, CHOICES["score"])
         _choice("is_scores", self.is_scores, CHOICES["is_scores"])
+        _check("is_fractions", self.is_fractions, isinstance(self.is_fractions, (list, tuple))
+               and all(_is_number(f) for f in self.is_fractions), "a list of fractions in (0, 1)")
         self.is_fractions = tuple(float(f) for f in self.is_fractions)
         for f in self.is_fractions:
             _number("is_fractions", f)
@@ -300,3 +368,62 @@ class RunConfig(_Config):
                 setattr(self, name, cls.from_dict(value))
             elif not isinstance(value, cls):
                 raise ValueError(f"invalid setting {name}: expected {cls.__name__} or dict, got {type(value).__name__}")
+
+
+SECTIONS = {"sampling": SamplingConfig, "profile": ProfileConfig, "gate": GateConfig, "scheduler": SchedulerConfig,
+            "baseline": BaselineConfig}
+
+
+def parse_bool(name: str, text: str) -> bool:
+    """An on/off setting written as text: true/false, yes/no, on/off or 1/0 (any case)."""
+    word = text.strip().lower()
+    if word in TRUE_WORDS or word in FALSE_WORDS:
+        return word in TRUE_WORDS
+    raise ValueError(f"invalid setting {name}={echo(text)}: allowed " + "/".join(TRUE_WORDS) + " or "
+                     + "/".join(FALSE_WORDS))
+
+
+def setting_from_text(section: str, name: str, text: str):
+    """A setting's value from ``section.name=text`` (the bench's overrides): booleans by
+    :func:`parse_bool`, everything else as JSON when it parses (numbers, lists) or as the text itself."""
+    cls = SECTIONS.get(section)
+    field = next((f for f in fields(cls) if f.name == name), None) if cls else None
+    if field is not None and isinstance(field.default, bool):
+        return parse_bool(f"{section}.{name}", text)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        return False
+
+
+def read_overrides(text: str | None, option: str = "--config") -> dict:
+    """Setting overrides given on a command line: inline JSON (``{"gate": {"quantile": 0.3}}``) or the path
+    of a JSON file holding the same object. Sections are checked here, their settings by the configs."""
+    if text is None or not str(text).strip():
+        return {}
+    text, example = str(text), '\'{"gate": {"quantile": 0.3}}\''
+    if not text.lstrip().startswith("{") and _is_file(text):
+        source, text = f"file {text}", Path(text).read_text(encoding="utf-8")
+    elif not text.lstrip().startswith("{"):
+        raise ValueError(f"{option} takes inline JSON such as {example} or the path of a JSON file; "
+                         f"{echo(text)} is neither")
+    else:
+        source = "inline JSON"
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{option}: the {source} is not valid JSON ({exc.msg}, line {exc.lineno} column "
+                         f"{exc.colno}); write e.g. {example}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{option} takes a JSON object of sections such as {example}, got {echo(data)}")
+    unknown = sorted(set(data) - set(SECTIONS), key=str)
+    if unknown:
+        raise ValueError(f"{option} has unknown section(s) {echo(unknown)}: use {', '.join(SECTIONS)}")
+    return data

@@ -16,12 +16,14 @@ import torch
 from . import baselines
 from .config import RunConfig
 from .confidence import ConfidenceProfile
+from .errors import NonFiniteError
 from .guidance import GuidanceScheduler
 from .history import History
 from .images import decode_partial, mark_removed
+from .machine import check_trajectories
 from .protocol import ARModel
 from .sampling import guided_logits, sample_tokens
-from .termination import KEEP, REASONS, TerminationGate
+from .termination import HARD_FAIL, KEEP, REASONS, TerminationGate
 from .trace import Trace
 
 
@@ -41,6 +43,7 @@ class Resolved:
         s.check_vocab(model.vocab_size)
         pick = lambda value, default: default if value is None else value  # noqa: E731
         n = 1 if config.strategy == "plain" else s.num_trajectories
+        check_trajectories(model, n)
         return cls(n, pick(s.temperature, d.temperature), pick(s.top_k, d.top_k), pick(s.top_p, d.top_p),
                    pick(s.cfg_scale, d.cfg_scale))
 
@@ -112,16 +115,19 @@ class _Run:
             if self.scheduler is not None:
                 self.cfg = self.scheduler.step(t, self.ids, self.cfg, state.d_hat, state.r)
             self.history.record(t, self.ids, cfg=self.cfg)
-            tokens, logprob = sample_tokens(guided_logits(cond, uncond, self.cfg), self.s.temperature,
-                                            self.s.top_k, self.s.top_p, seed, self.ids, t)
+            guided = guided_logits(cond, uncond, self.cfg)
+            tokens, logprob = sample_tokens(guided, self.s.temperature, self.s.top_k, self.s.top_p, seed,
+                                            self.ids, t)
             if self.observe:
                 self.history.record(t, self.ids, token_logprob=logprob)
             self.codes[self.ids, t] = tokens
             self.tokens += m
-            # Stage III: threshold and pruning (or the baselines' resampling)
-            rows = self._prune(t, state) if self.gate is not None else None
+            # Stage III: non-finite rows out, then threshold and pruning (or the baselines' resampling)
+            rows = self._drop_nonfinite(t, state, guided)
+            if self.gate is not None:
+                rows = _then(rows, self._prune(t, state))
             if t in self.is_steps:
-                rows = self._resample(t, state)
+                rows = _then(rows, self._resample(t, state))
             if callback is not None:
                 callback(StepEvent(t, self.steps, lambda t=t, state=state: self._snapshot(t, state)))
             if t == self.steps - 1:
@@ -161,10 +167,37 @@ class _Run:
         survivors = [i for i in range(len(ids)) if i not in gone]
         return self._keep(torch.tensor(survivors, device=self.device))
 
+    def _drop_nonfinite(self, t: int, state, guided: torch.Tensor) -> torch.Tensor | None:
+        """A trajectory whose logits turned NaN or infinite (fp16 overflow, a bad weight) leaves at once as a
+        hard fail, before the gate and whatever its survivors guard says: its C means nothing, so it must
+        never be selected, resampled or kept waiting for a recovery. Every strategy runs this check."""
+        ok = finite_rows(state.c if state is not None else None, guided)
+        if bool(ok.all()):  # one scalar read-back per step
+            return None
+        ok = ok.tolist()
+        ids = self.ids.tolist()
+        bad = [ids[i] for i, good in enumerate(ok) if not good]
+        if len(bad) == len(ids):
+            raise NonFiniteError(self._nonfinite_message(t, len(ids)))
+        for i in bad:
+            self.removed[i] = (t, REASONS[HARD_FAIL])
+        if self.profile is not None:  # their values leave the rolling normalisations now, as the gate's victims'
+            self.profile.forget(torch.tensor(bad, device=self.device))
+        self.events.append({"step": t, "type": "non_finite", "trajectories": bad})
+        return self._keep(torch.tensor([i for i, good in enumerate(ok) if good], device=self.device))
+
+    def _nonfinite_message(self, t: int, remaining: int) -> str:
+        m = self.model
+        return (f"every remaining trajectory ({remaining} of {self.s.num_trajectories}) produced NaN or infinite "
+                f"logits at step {t} of {self.steps} ({getattr(m, 'name', type(m).__name__)}, weights in "
+                f"{weights_dtype(m)} on {m.device}, base CFG {self.s.cfg_scale}): there is no image to choose. "
+                f"Try bf16 or fp32 instead of fp16 (fp16 overflows in large models), a lower CFG scale, or "
+                f"fetch the weights again (a corrupt weight gives NaN)")
+
     def _resample(self, t: int, state) -> torch.Tensor:
         scores = self._scores(state, t + 1)
         base = self.config.baseline
-        weights = baselines.importance_weights(scores, base.is_lambda, base.is_scores == "standardised")
+        weights = baselines.finite_weights(scores, base.is_lambda, base.is_scores == "standardised")
         parents = baselines.resample(weights, self.config.sampling.seed, t)
         src = self.ids.index_select(0, parents)
         self.history.copy_rows(self.ids, src, t)
@@ -179,8 +212,9 @@ class _Run:
     def _keep(self, rows: torch.Tensor) -> torch.Tensor:
         self.ids = self.ids.index_select(0, rows)
         self.cfg = self.cfg.index_select(0, rows)
-        self.profile.state.keep(rows)
-        self.gate.state.keep(rows)
+        for part in (self.profile, self.gate):
+            if part is not None:
+                part.state.keep(rows)
         return rows
 
     def _scores(self, state, steps_done: int) -> torch.Tensor:
@@ -211,7 +245,10 @@ class _Run:
             scores = state.c
         else:
             scores = torch.zeros(self.ids.shape[0], device=self.device)
-        best = int(scores.argmax())
+        best = best_finite(scores)
+        if best is None:
+            raise NonFiniteError(f"none of the {len(scores)} finished candidates has a finite score "
+                                 f"({strategy}): check the reward function, it returned NaN or infinity")
         selected = int(self.ids[best])
         all_scores = [float("nan")] * self.s.num_trajectories
         for i, sc in zip(self.ids.tolist(), scores.tolist()):
@@ -238,6 +275,38 @@ class _Run:
             "is_steps": sorted(self.is_steps),
         }
         return record
+
+
+def _then(first: torch.Tensor | None, second: torch.Tensor | None) -> torch.Tensor | None:
+    """Two successive row selections of one step as one (``second`` indexes the rows ``first`` kept)."""
+    if first is None or second is None:
+        return second if first is None else first
+    return first.index_select(0, second)
+
+
+def finite_rows(c: torch.Tensor | None, guided: torch.Tensor) -> torch.Tensor:
+    """``[n]`` bool: the row's numbers are usable. C is NaN whenever a logit of the row (conditional or
+    unconditional) is NaN or infinite; without a profile, the logsumexp of the guided logits is not finite
+    when one of them is NaN or +inf or none is finite."""
+    return torch.isfinite(c) if c is not None else torch.isfinite(torch.logsumexp(guided, -1))
+
+
+def best_finite(scores: torch.Tensor) -> int | None:
+    """Index of the highest finite score (None if there is none): NaN would win a plain argmax."""
+    finite = torch.isfinite(scores)
+    if not bool(finite.any()):
+        return None
+    return int(torch.where(finite, scores.float(), float("-inf")).argmax())
+
+
+def weights_dtype(model) -> str:
+    """The dtype of a model's weights, for error messages (its first floating tensor or module)."""
+    for value in vars(model).values():
+        tensors = value.parameters() if isinstance(value, torch.nn.Module) else [value]
+        for tensor in tensors:
+            if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
+                return str(tensor.dtype).removeprefix("torch.")
+    return "an unknown dtype"
 
 
 @torch.inference_mode()

@@ -6,11 +6,25 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import files
 from .history import TRACE_SIGNALS, TRACE_STATE
 
 
 def _clean(x: float) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
+    """NaN (not recorded) and ±inf (a broken row) become None: JSON has no such numbers."""
+    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
+
+
+def json_safe(value):
+    """NaN/inf -> None throughout nested dicts and lists: Python's json writes a bare NaN that JSON parsers
+    (and the browser's JSON.parse) reject."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 @dataclass
@@ -78,15 +92,11 @@ class Trace:
         }
 
     def save_json(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict()))
-        return path
+        """Strict JSON (no NaN), written atomically: an interrupted save leaves no truncated file."""
+        return files.write_text(path, json.dumps(json_safe(self.to_dict()), allow_nan=False))
 
     def save_csv(self, path: str | Path) -> Path:
         """One row per (trajectory, step): every signal and state value."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         names = list(TRACE_SIGNALS) + list(TRACE_STATE)
         lines = [",".join(["trajectory", "step", "threshold", *names])]
         for r in self.trajectories:
@@ -94,5 +104,4 @@ class Trace:
                 values = [r.signals[k][t] if k in r.signals else r.state[k][t] for k in names]
                 theta = self.threshold[t] if t < len(self.threshold) else None
                 lines.append(",".join(str(v) if v is not None else "" for v in [r.index, t, theta, *values]))
-        path.write_text("\n".join(lines) + "\n")
-        return path
+        return files.write_text(path, "\n".join(lines) + "\n")
