@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import RunConfig, SamplingConfig
+from .config import RunConfig, SamplingConfig, read_overrides, setting_from_text
 
 ABLATIONS = {
     "scalingar-no-conditional": {"strategy": "scalingar", "profile": {"w_i": 1.0, "w_d": 0.0}},
@@ -39,13 +39,6 @@ FRACTIONS = (0.25, 0.5, 0.75)
 FINAL_SIGNALS = ("C", "I", "s_tok", "B", "D_hat")
 # token_logprob: the sampled token's own log-probability (not in the paper: does it carry what entropy misses?)
 MEAN_SIGNALS = ("entropy_norm", "margin", "kl", "token_logprob")
-
-
-def _value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 def method_config(name: str, n: int, seed: int, base: dict | None = None) -> RunConfig:
@@ -64,7 +57,7 @@ def method_config(name: str, n: int, seed: int, base: dict | None = None) -> Run
         section, dot, field = key.partition(".")
         if not (eq and dot):
             raise ValueError(f"method override {item!r}: write section.field=value, e.g. gate.quantile=0.3")
-        spec.setdefault(section, {})[field] = _value(value)
+        spec.setdefault(section, {})[field] = setting_from_text(section, field, value)
     spec["sampling"] = {**spec.get("sampling", {}), "num_trajectories": n, "seed": seed}
     return RunConfig.from_dict(spec)
 

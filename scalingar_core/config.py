@@ -52,6 +52,8 @@ logits into NaN long before; also the bound of the scheduler's clamps."""
 MAX_WINDOW = 4096
 """Rolling windows and the recovery window, in tokens: 4× the longest image (LlamaGen 512 px, 1024 tokens);
 a longer window changes nothing but the N × window floats each rolling pool holds."""
+MAX_TOP_K = 1_000_000  # above any image tokenizer's vocabulary (checked against the model's at run time)
+MAX_BLOCK = 64  # eq. 7 blocks: a side beyond any token grid (LlamaGen 512 px is 32 x 32) is one block
 TRUE_WORDS, FALSE_WORDS = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
@@ -146,8 +148,7 @@ class SamplingConfig(_Config):
             _check("temperature", self.temperature, self.temperature > 0 and math.isfinite(self.temperature), "> 0")
         if self.top_k is not None:
             _check("top_k", self.top_k, isinstance(self.top_k, int) and not isinstance(self.top_k, bool)
-                   and self.top_k >= 0,
-                   "an integer >= 0 (0 = off) and <= the vocabulary size")
+                   and 0 <= self.top_k <= MAX_TOP_K, "an integer >= 0 (0 = off) and <= the vocabulary size")
         if self.top_p is not None:
             _number("top_p", self.top_p)
             _check("top_p", self.top_p, 0 < self.top_p <= 1, "(0, 1]")
@@ -209,6 +210,7 @@ class ProfileConfig(_Config):
         _unit("min_fill", self.min_fill, open_low=True)
         _unit("worst_fraction", self.worst_fraction, open_low=True)
         _positive_int("block_size", self.block_size)
+        _at_most("block_size", self.block_size, MAX_BLOCK, "larger than any token grid")
         _window("roll_window", self.roll_window)
         _bool("calibrate", self.calibrate)
         _choice("entropy_source", self.entropy_source, CHOICES["entropy_source"])
@@ -263,8 +265,10 @@ class GateConfig(_Config):
         _unit("lambda_theta", self.lambda_theta, open_low=True)
         _bool("enabled", self.enabled)
         _positive_int("update_interval", self.update_interval)
+        _at_most("update_interval", self.update_interval, MAX_WINDOW, "longer than any image")
         _window("recovery_window", self.recovery_window)
         _positive_int("min_survivors", self.min_survivors)
+        _at_most("min_survivors", self.min_survivors, MAX_TRAJECTORIES, "more than N can ever be")
         _choice("theta_init", self.theta_init, CHOICES["theta_init"])
         _choice("hard_fail_mode", self.hard_fail_mode, CHOICES["hard_fail_mode"])
         _choice("recovery_reference", self.recovery_reference, CHOICES["recovery_reference"])
@@ -418,9 +422,10 @@ def read_overrides(text: str | None, option: str = "--config") -> dict:
         source = "inline JSON"
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{option}: the {source} is not valid JSON ({exc.msg}, line {exc.lineno} column "
-                         f"{exc.colno}); write e.g. {example}") from None
+    except ValueError as exc:  # JSONDecodeError, or a number beyond Python's digit limit
+        where = f", line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise ValueError(f"{option}: the {source} is not valid JSON ({getattr(exc, 'msg', exc)}{where}); "
+                         f"write e.g. {example}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{option} takes a JSON object of sections such as {example}, got {echo(data)}")
     unknown = sorted(set(data) - set(SECTIONS), key=str)

@@ -10,7 +10,10 @@ ECHO_LIMIT = 200  # characters of user input an error message repeats (a pasted 
 
 def echo(value, limit: int = ECHO_LIMIT) -> str:
     """``repr(value)`` cut to about ``limit`` characters, saying how long the original was."""
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an int beyond Python's digit limit for str()
+        return f"<{type(value).__name__} too large to show>"
     if len(text) <= limit:
         return text
     size = f"{len(value)} characters" if isinstance(value, str) else f"{len(text)} characters as text"
