@@ -24,7 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import RunConfig, SamplingConfig, read_overrides, setting_from_text
+from . import files
+from .config import RunConfig, read_overrides, setting_from_text
+from .errors import RunAborted, echo, exit_status
+from .machine import check_device
+from .trace import json_safe
 
 ABLATIONS = {
     "scalingar-no-conditional": {"strategy": "scalingar", "profile": {"w_i": 1.0, "w_d": 0.0}},
@@ -49,14 +53,14 @@ def method_config(name: str, n: int, seed: int, base: dict | None = None) -> Run
     elif head in ("plain", "best_of_n", "importance_sampling", "random_prune", "scalingar"):
         spec = {"strategy": head}
     else:
-        raise ValueError(f"unknown method {head!r}: use a strategy or one of {', '.join(ABLATIONS)}")
+        raise ValueError(f"unknown method {echo(head)}: use a strategy or one of {', '.join(ABLATIONS)}")
     for section, values in (base or {}).items():
         spec.setdefault(section, {}).update(values)
     for item in filter(None, overrides.split(";")):
         key, eq, value = item.partition("=")
         section, dot, field = key.partition(".")
         if not (eq and dot):
-            raise ValueError(f"method override {item!r}: write section.field=value, e.g. gate.quantile=0.3")
+            raise ValueError(f"method override {echo(item)}: write section.field=value, e.g. gate.quantile=0.3")
         spec.setdefault(section, {})[field] = setting_from_text(section, field, value)
     spec["sampling"] = {**spec.get("sampling", {}), "num_trajectories": n, "seed": seed}
     return RunConfig.from_dict(spec)
@@ -65,16 +69,20 @@ def method_config(name: str, n: int, seed: int, base: dict | None = None) -> Run
 # ---------------------------------------------------------------- workers
 
 _MODEL = None
+_LOAD_ERROR: Exception | None = None
 
 
 def _init(model_name: str, models_dir, device):
     import torch
 
-    global _MODEL
+    global _MODEL, _LOAD_ERROR
     torch.set_num_threads(1)  # one process per core
     from . import registry
 
-    _MODEL = registry.load(model_name, models_dir=models_dir, device=device)
+    try:
+        _MODEL = registry.load(model_name, models_dir=models_dir, device=device)
+    except Exception as exc:  # raised again by the first task, so the main process reports it as it is
+        _LOAD_ERROR = exc
 
 
 def _checker():
@@ -85,6 +93,9 @@ def _checker():
 
 def _run_one(task: dict) -> dict:
     from .sampler import generate
+
+    if _LOAD_ERROR is not None:
+        raise _LOAD_ERROR
 
     entry, method, seed, n, base, reward_kind = (task[k] for k in ("entry", "method", "seed", "n", "base", "reward"))
     spec = entry.get("spec")
@@ -192,7 +203,7 @@ def write_markdown(summary: dict, meta: dict, path: Path) -> None:
                      + f" | {m['wall_s']:.0f} |")
     lines += ["", f"Oracle best-of-N (any of the N Best-of-N candidates passes): {_fmt(summary['oracle_best_of_n'])} %",
               f"Random pick (mean pass rate of the N Best-of-N candidates): {_fmt(summary['random_pick'])} %", ""]
-    path.write_text("\n".join(lines))
+    files.write_text(path, "\n".join(lines))
 
 
 def tradeoff_plot(summary: dict, path: Path) -> None:
@@ -211,7 +222,7 @@ def tradeoff_plot(summary: dict, path: Path) -> None:
     d.text((pad + (right - pad) // 2 - 50, h - 30), "tokens per image", fill=(0, 0, 0))
     d.text((4, h // 2), "accuracy", fill=(0, 0, 0))
     if not pts:
-        img.save(path)
+        files.save_image(img, path)
         return
     xs, ys = [p[1] for p in pts], [p[2] for p in pts]
     x1 = max(xs) * 1.1
@@ -226,7 +237,7 @@ def tradeoff_plot(summary: dict, path: Path) -> None:
     d.text((right - 30, h - pad + 6), f"{x1:.0f}", fill=(0, 0, 0))
     d.text((4, 20), f"{100 * y1:.0f}%", fill=(0, 0, 0))
     d.text((4, h - pad - 10), f"{100 * y0:.0f}%", fill=(0, 0, 0))
-    img.save(path)
+    files.save_image(img, path)
 
 
 # ---------------------------------------------------------------- CLI
@@ -245,8 +256,9 @@ def load_prompts(source: str, per_category: int) -> list[dict]:
     return load_jsonl(path)
 
 
-def _progress(results, total: int, start: float) -> list[dict]:
-    records = []
+def _progress(results, total: int, start: float, records: list[dict] | None = None) -> list[dict]:
+    """Collect ``results`` into ``records`` (given, so a caller still sees what finished if a worker dies)."""
+    records = [] if records is None else records
     for i, record in enumerate(results, 1):
         records.append(record)
         if i % 200 == 0 or i == total:
@@ -254,29 +266,77 @@ def _progress(results, total: int, start: float) -> list[dict]:
     return records
 
 
-def run(args) -> dict:
+def prepare(args) -> tuple[list[dict], list[str], dict, Path]:
+    """Everything a run needs, checked before the first generation: numbers, prompts, methods, overrides,
+    model name and device; the output folder is created. Any problem is a ValueError that names it, and
+    the results already in the output folder stay untouched."""
+    for option, value, minimum in (("--seeds", args.seeds, 1), ("--n", args.n, 1), ("--workers", args.workers, 1),
+                                   ("--limit", args.limit, 0), ("--per-category", args.per_category, 1)):
+        if value < minimum:
+            raise ValueError(f"{option} {value}: must be at least {minimum}")
+    from . import registry
+
+    registry.entry(args.model)
+    check_device(args.device)
     entries = load_prompts(args.prompts, args.per_category)
     if args.limit:
         entries = entries[: args.limit]
+    if not entries:
+        raise ValueError(f"no prompts in {args.prompts}: nothing to benchmark (the results in {args.out} are left "
+                         f"as they are)")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    base = json.loads(args.config) if args.config else None
+    if not methods:
+        raise ValueError("--methods is empty: name at least one, e.g. --methods best_of_n,scalingar")
+    base = read_overrides(args.config)
     for m in methods:
         method_config(m, args.n, 0, base)  # fail fast on a bad method name or override
+    out = files.check_output_dir(args.out, "--out")
+    return entries, methods, base, out
+
+
+def write_results(out: Path, summary: dict, records: list[dict]) -> None:
+    """Every result file written atomically (an interruption leaves the previous file whole)."""
+    files.write_text(out / "results.json", json.dumps(json_safe(summary), indent=1, allow_nan=False))
+    files.write_text(out / "records.jsonl", "".join(json.dumps(json_safe(r), allow_nan=False) + "\n"
+                                                    for r in records))
+    write_markdown(summary, summary["meta"], out / "results.md")
+    tradeoff_plot(summary, out / "tradeoff.png")
+
+
+def _generate_all(args, tasks: list[dict], workers: int, start: float) -> list[dict]:
+    if workers == 1:
+        _init(args.model, args.models_dir, args.device)
+        return _progress(map(_run_one, tasks), len(tasks), start)
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    # an executor, not multiprocessing.Pool: a worker that dies (killed, out of memory) breaks the run at
+    # once instead of leaving Pool.imap waiting forever for its lost task
+    done: list[dict] = []
+    try:
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=_init,
+                                 initargs=(args.model, args.models_dir, args.device)) as pool:
+            done = _progress(pool.map(_run_one, tasks, chunksize=8), len(tasks), start, done)
+    except BrokenProcessPool:
+        raise RunAborted(f"a bench worker died (killed, or out of memory) after {len(done)} of {len(tasks)} "
+                         f"generations; nothing was written and the results in {args.out} are unchanged. "
+                         f"Rerun, with fewer --workers if memory is short") from None
+    return done
+
+
+def run(args) -> dict:
+    entries, methods, base, out = prepare(args)
     # repeated captions are different samples: every (entry, seed) pair gets its own sampling seed, shared
     # by all methods so they are compared on the same random streams
     tasks = [{"entry": e, "method": m, "seed": s * 1_000_003 + i, "n": args.n, "base": base, "reward": args.reward}
              for s in range(args.seeds) for i, e in enumerate(entries) for m in methods]
     workers = max(1, args.workers)
     start = time.perf_counter()
-    if workers == 1:
-        _init(args.model, args.models_dir, args.device)
-        results = map(_run_one, tasks)
-        records = _progress(results, len(tasks), start)
-    else:
-        ctx = mp.get_context("fork")
-        with ctx.Pool(workers, initializer=_init, initargs=(args.model, args.models_dir, args.device)) as pool:
-            records = _progress(pool.imap(_run_one, tasks, chunksize=8), len(tasks), start)
+    records = _generate_all(args, tasks, workers, start)
     elapsed = time.perf_counter() - start
+    if len(records) != len(tasks):  # never replace good results with partial or empty ones
+        raise RunAborted(f"only {len(records)} of {len(tasks)} generations finished; the results in {out} are "
+                         f"unchanged")
     for r in records:
         r.pop("image", None)
     summary = summarise(records)
@@ -287,12 +347,7 @@ def run(args) -> dict:
     summary["meta"] = {"model": args.model, "prompts": len(entries), "seeds": args.seeds, "n": args.n,
                        "methods": methods, "elapsed_s": elapsed, "workers": workers,
                        "command": args.command_line}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(summary, indent=1))
-    (out / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    write_markdown(summary, summary["meta"], out / "results.md")
-    tradeoff_plot(summary, out / "tradeoff.png")
+    write_results(out, summary, records)
     return summary
 
 
@@ -309,7 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--reward", default="intrinsic", choices=["intrinsic", "checker"],
                    help="Best-of-N / IS score: the model's own confidence, or the exact checker (an oracle)")
-    p.add_argument("--config", default=None, help="JSON overrides applied to every method")
+    p.add_argument("--config", default=None,
+                   help="setting overrides applied to every method: inline JSON or the path of a JSON file")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--out", required=True)
     return p
@@ -325,9 +381,12 @@ def main(argv=None) -> int:
 
         args.model = DEFAULT_MODEL
     args.command_line = "python -m scalingar_core bench " + " ".join(shlex.quote(a) for a in argv)
-    summary = run(args)
-    print(Path(args.out, "results.md").read_text())
-    return 0 if summary["methods"] else 1
+
+    def command() -> int:
+        summary = run(args)
+        print(Path(args.out, "results.md").read_text())
+        return 0 if summary["methods"] else 1
+    return exit_status(command)
 
 
 if __name__ == "__main__":

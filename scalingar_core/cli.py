@@ -2,18 +2,14 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 from pathlib import Path
 
-from .config import (STRATEGIES, BaselineConfig, GateConfig, ProfileConfig, RunConfig, SamplingConfig,
-                     SchedulerConfig)
-
-
-def default_models_dir() -> Path:
-    return Path(os.environ.get("SCALINGAR_MODELS_DIR", Path.home() / ".cache" / "scalingar" / "models"))
+from . import files
+from .config import STRATEGIES, RunConfig, SamplingConfig, read_overrides
+from .errors import exit_status
+from .llamagen.download import default_models_dir
 
 
 def _dtype(name: str | None):
@@ -49,48 +45,44 @@ def _load(args):
 
 
 def _config(args) -> RunConfig:
-    overrides = json.loads(args.config) if args.config else {}
-    unknown = sorted(set(overrides) - {"sampling", "profile", "gate", "scheduler", "baseline"})
-    if unknown:
-        raise ValueError(f"--config has unknown section(s) {unknown}: use sampling, profile, gate, scheduler, "
-                         "baseline (the strategy is --strategy)")
-    sampling = dict(num_trajectories=args.n, seed=args.seed, temperature=args.temperature, top_k=args.top_k,
-                    top_p=args.top_p, cfg_scale=args.cfg)
-    sampling.update(overrides.pop("sampling", {}))
-    return RunConfig(strategy=args.strategy, sampling=SamplingConfig(**sampling),
-                     profile=ProfileConfig.from_dict(overrides.pop("profile", {})),
-                     gate=GateConfig.from_dict(overrides.pop("gate", {})),
-                     scheduler=SchedulerConfig.from_dict(overrides.pop("scheduler", {})),
-                     baseline=BaselineConfig.from_dict(overrides.pop("baseline", {})))
+    overrides = read_overrides(args.config)
+    sampling = overrides.get("sampling", {})
+    if not isinstance(sampling, dict):
+        SamplingConfig.from_dict(sampling)  # raises the clear error
+    flags = dict(num_trajectories=args.n, seed=args.seed, temperature=args.temperature, top_k=args.top_k,
+                 top_p=args.top_p, cfg_scale=args.cfg)
+    return RunConfig.from_dict({**overrides, "strategy": args.strategy, "sampling": {**flags, **sampling}})
 
 
 def cmd_generate(args) -> int:
     from .entropy_map import entropy_panels
     from .images import grid_image, to_pil
+    from .machine import check_device
     from .plot import plot_trace
     from .sampler import generate
 
+    # everything the user gave is checked before the model loads (minutes for LlamaGen)
     config = _config(args)
+    out = files.check_output_dir(args.out, "--out")
+    trace_path = files.check_output_file(args.trace or out / "trace.json", "--trace")
+    check_device(args.device)
     model = _load(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     result = generate(model, model.encode(args.prompt), config)
     seconds = time.perf_counter() - start
-    to_pil(result.image).save(out / "image.png")
+    files.save_image(to_pil(result.image), out / "image.png")
+    result.trace.save_json(trace_path)  # before the pictures: a failure drawing them must not lose the trace
     grid = to_pil(grid_image(result.images))
     if min(result.images.shape[-2:]) < 128:  # tiny toy images: enlarge the overview, keep pixels sharp
         scale = -(-128 // min(result.images.shape[-2:]))
         grid = grid.resize((grid.width * scale, grid.height * scale), resample=0)
-    grid.save(out / "candidates.png")
-    plot_trace(result.trace).save(out / "trace_plot.png")
-    to_pil(grid_image(entropy_panels(result.decoded, result.trace))).save(out / "entropy.png")
-    trace_path = Path(args.trace) if args.trace else out / "trace.json"
-    result.trace.save_json(trace_path)
+    files.save_image(grid, out / "candidates.png")
     if args.all:
         for rec in result.trace.trajectories:
             if rec.removed_at is None:
-                to_pil(result.images[rec.index]).save(out / f"candidate_{rec.index}.png")
+                files.save_image(to_pil(result.images[rec.index]), out / f"candidate_{rec.index}.png")
+    files.save_image(plot_trace(result.trace), out / "trace_plot.png")
+    files.save_image(to_pil(grid_image(entropy_panels(result.decoded, result.trace))), out / "entropy.png")
     removed = [r for r in result.trace.trajectories if r.removed_at is not None]
     print(f"model {args.model}  strategy {config.strategy}  selected trajectory {result.selected}  "
           f"tokens {result.tokens_generated}  removed {len(removed)}  {seconds:.1f} s")
@@ -112,6 +104,11 @@ def cmd_list(args) -> int:
 def cmd_download(args) -> int:
     from . import registry
 
+    entry = registry.entry(args.model)
+    if not entry.files:
+        where = entry.info.extra.get("weights", "the package")
+        print(f"{args.model} is bundled with the pack ({where}): nothing to download")
+        return 0
     _announce_download(args)
     registry.load(args.model, models_dir=args.models_dir, device="cpu", download=True, progress=_progress)
     print(f"\n{args.model} is ready in {args.models_dir}")
@@ -157,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--top-p", type=float, default=None, help="default: the model's own")
     g.add_argument("--cfg", type=float, default=None, help="base CFG scale (default: the model's own)")
     g.add_argument("--config", default=None,
-                   help='JSON overrides, e.g. \'{"gate": {"quantile": 0.3}, "scheduler": {"enabled": false}}\'')
+                   help='setting overrides as inline JSON, e.g. \'{"gate": {"quantile": 0.3}, "scheduler": '
+                        '{"enabled": false}}\', or the path of a JSON file holding such an object')
     g.add_argument("--out", default="out", help="output folder")
     g.add_argument("--trace", default=None, help="trace JSON path (default: OUT/trace.json)")
     g.add_argument("--all", action="store_true", help="also write every surviving candidate as PNG")
@@ -186,8 +184,4 @@ def main(argv=None) -> int:
     if argv[:1] == ["bench"]:  # the benchmark has its own parser (options pass through untouched)
         argv = ["bench", "--", *argv[1:]]
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return exit_status(lambda: args.func(args))

@@ -1,9 +1,14 @@
 """What the pack's error messages share: how user input is echoed, and the numerical failure of a run.
 
 User errors are ``ValueError`` (a bad setting, name or file) or ``OSError`` (a path); front ends show their
-message as it is. :class:`NonFiniteError` says that the model itself produced no usable number.
+message as it is. :class:`NonFiniteError` (the model produced no usable number) and :class:`RunAborted` (a
+worker died) end a run that was set up correctly. Command-line exit status: 0 done, 1 the run failed, 2 bad
+input, 130 interrupted (Ctrl-C).
 """
 from __future__ import annotations
+
+import sys
+from typing import Callable
 
 ECHO_LIMIT = 200  # characters of user input an error message repeats (a pasted novel must not flood it)
 
@@ -22,3 +27,23 @@ def echo(value, limit: int = ECHO_LIMIT) -> str:
 
 class NonFiniteError(RuntimeError):
     """Every trajectory's logits (or confidence) became NaN or infinite: no image can be chosen."""
+
+
+class RunAborted(RuntimeError):
+    """A run stopped before it finished (a worker process died); nothing partial was written."""
+
+
+def exit_status(command: Callable[[], int]) -> int:
+    """Run a command-line command: an expected failure is one ``error: ...`` message on stderr, never a
+    traceback (bad input: status 2; a failed run: 1; Ctrl-C: 130)."""
+    try:
+        return command()
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (NonFiniteError, RunAborted) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: files being written were left as they were (no partial file)", file=sys.stderr)
+        return 130

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import echo
 from .render import COLORS, RELATIONS, SHAPES
 
 CATEGORIES = ("single_object", "counting", "two_object", "position", "color_attr")
@@ -223,14 +224,17 @@ def load_jsonl(path: str | Path) -> list[dict]:
             e = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-        if not isinstance(e, dict) or not isinstance(e.get("prompt"), str):
-            raise ValueError(f"{path}:{n}: each line must be an object with a string 'prompt'")
+        if not isinstance(e, dict) or not isinstance(e.get("prompt"), str) or not e["prompt"].strip():
+            raise ValueError(f"{path}:{n}: each line must be an object with a non-empty string 'prompt'")
         if e.get("spec") is not None:
             try:
                 validate_spec(e["spec"])
             except ValueError as exc:
                 raise ValueError(f"{path}:{n}: {exc}") from None
         e.setdefault("category", category_of(e["spec"]) if e.get("spec") else "uncategorised")
+        if not isinstance(e["category"], str) or not e["category"].strip():
+            raise ValueError(f"{path}:{n}: 'category' must be a non-empty text (e.g. \"counting\"), got "
+                             f"{echo(e['category'])}")
         e.setdefault("id", f"line-{n}")
         entries.append(e)
     return entries
