@@ -7,11 +7,14 @@
   stripped; AR-GRPO's combined file (``gpt_model.*`` + ``vq_model.*``) routed to the GPT and the VQ;
   ``freqs_cis`` and KV-cache entries ignored.
 * A mismatch raises one error with the missing, unexpected and wrongly shaped keys.
+* A file that is not a checkpoint at all (an empty file, a Git LFS or git-annex pointer, an HTML error page or
+  any other text a failed download leaves) is recognised from its first bytes and named as such.
 """
 from __future__ import annotations
 
 import pickle
 import re
+import struct
 from pathlib import Path
 
 import torch
@@ -32,11 +35,48 @@ def _refetch_hint(path: Path, hint: str | None) -> str:
     return hint or f"delete {path} and fetch it again"
 
 
+# What torch's weights-only unpickler says when a file pickles something other than tensors (torch <= 2.5:
+# "Unsupported global: GLOBAL x.y was not an allowed global"; later: "unsupported GLOBAL x.y whose module is
+# blocked", "reduce for unrecognized function"). Anything else it raises means a damaged file.
+_UNSAFE = re.compile(r"GLOBAL|reduce for unrecognized function|create new object", re.IGNORECASE)
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+_TEXT = re.compile(rb"[\t\n\r\x20-\x7e\x80-\xff]*")
+
+
+def sniff(path: Path) -> str | None:
+    """What ``path`` is when its first bytes show it is no checkpoint (None: it may be one)."""
+    size = path.stat().st_size
+    if size == 0:
+        return "an empty file (0 bytes): a download that wrote nothing"
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return None  # a zip archive (torch.save) or a pickle (legacy torch.save)
+    if size >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] < size:
+        return None  # a safetensors header
+    if head.startswith(b"version https://git-lfs"):
+        return (f"a Git LFS pointer ({size} bytes of text that stand for the real file, which was never "
+                f"downloaded; in a git clone `git lfs pull` fetches it)")
+    if b"/annex/objects/" in head:
+        return f"a git-annex pointer ({size} bytes; in the annexed repository `git annex get` fetches the file)"
+    lower = head.lstrip().lower()
+    if lower.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml")):
+        return "an HTML page (an error or login page saved by a failed download)"
+    if _TEXT.fullmatch(head):
+        first = head.decode("utf-8", "replace").strip().splitlines()[0][:80] if head.strip() else ""
+        kind = "JSON text" if lower.startswith((b"{", b"[")) else "a text file"
+        return f"{kind} of {size} bytes starting {first!r}, not weights (what a failed download or a wrong file leaves)"
+    return None
+
+
 def read_file(path: str | Path, hint: str | None = None) -> dict:
     """The raw object of a checkpoint file (``hint``: how to get the file again, for error messages)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist; {hint or 'check the path'}")
+    what = sniff(path)
+    if what is not None:
+        raise CheckpointError(f"{path} is not a checkpoint: it is {what}; {_refetch_hint(path, hint)}")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
         try:
@@ -52,13 +92,16 @@ def read_file(path: str | Path, hint: str | None = None) -> dict:
                 raise
             return torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
     except pickle.UnpicklingError as exc:
-        found = re.findall(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        if not _UNSAFE.search(str(exc)):  # "Unsupported operand" and the like: damaged bytes
+            raise CheckpointError(f"checkpoint {path} is incomplete or corrupt (it does not unpickle); "
+                                  f"{_refetch_hint(path, hint)}") from exc
+        found = _GLOBAL.findall(str(exc))
         what = f" (it references {', '.join(found)})" if found else ""
         raise CheckpointError(
             f"refusing to load {path}: it contains pickled Python objects other than tensors{what}. ScalingAR "
             f"only reads weights (torch.load with weights_only=True) and never runs code from a file. Use the "
             f"official checkpoint, or re-save only its state dict as .safetensors on a machine you trust") from exc
-    except (RuntimeError, OSError, EOFError, ValueError) as exc:
+    except (RuntimeError, OSError, EOFError, ValueError, KeyError, IndexError, TypeError) as exc:
         raise CheckpointError(f"checkpoint {path} is incomplete or corrupt ({type(exc).__name__}: {exc}); "
                               f"{_refetch_hint(path, hint)}") from exc
 

@@ -1,0 +1,67 @@
+"""Files that are not checkpoints (what failed downloads leave): recognised from their first bytes and named,
+with how to fetch the file again, instead of a raw traceback or a misleading security message."""
+import os
+
+import pytest
+import torch
+
+from scalingar_core.llamagen.adapter import load_preset
+from scalingar_core.llamagen.checkpoints import CheckpointError, read_file
+from scalingar_core.llamagen.download import repo_folder
+from scalingar_core.llamagen.synthetic import tiny_preset, write_preset_files, write_tiny_t5
+
+LFS = b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a2146f3\nsize 3091230413\n"
+HTML = b"<!DOCTYPE html>\n<html><head><title>404</title></head><body>Not Found</body></html>\n"
+
+NOT_CHECKPOINTS = {
+    "text": (b"these are my notes about the model\n", "a text file of 35 bytes starting 'these are my notes"),
+    "lfs pointer": (LFS, "a Git LFS pointer"),
+    "html page": (HTML, "an HTML page"),
+    "json error": (b'{"error": "Repository Not Found"}', "JSON text"),
+    "empty": (b"", "an empty file"),
+    "annex pointer": (b"/annex/objects/SHA256E-s3091230413--4d7a.pt\n", "a git-annex pointer"),
+}
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+@pytest.mark.parametrize("case", list(NOT_CHECKPOINTS))
+def test_files_that_are_not_checkpoints_are_named(case, suffix, tmp_path):
+    data, what = NOT_CHECKPOINTS[case]
+    path = tmp_path / f"t2i_XL_stage1_256{suffix}"
+    path.write_bytes(data)
+    with pytest.raises(CheckpointError) as err:
+        read_file(path, hint="fetch it again with `hf download x/y f.pt`")
+    msg = str(err.value)
+    assert f"{path} is not a checkpoint: it is {what}" in msg and "hf download x/y f.pt" in msg
+    assert "pickled Python objects" not in msg
+
+
+def test_damaged_bytes_are_corrupt_not_a_security_refusal(tmp_path):
+    path = tmp_path / "gpt.pt"
+    path.write_bytes(b"\x80\x02" + bytes(range(256)) * 4)  # starts like a pickle, then garbage
+    with pytest.raises(CheckpointError, match="incomplete or corrupt") as err:
+        read_file(path)
+    assert "pickled Python objects" not in str(err.value)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.getcwd, ())
+
+
+def test_the_refusal_names_the_pickled_global_in_this_torch_wording(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"weight": torch.zeros(2), "extra": _Payload()}, path)
+    with pytest.raises(CheckpointError, match=r"refusing to load .*\(it references \w+\.getcwd\)"):
+        read_file(path)
+
+
+def test_a_preset_with_an_lfs_pointer_for_weights_says_so(tmp_path):
+    p = tiny_preset()
+    paths = write_preset_files(p, tmp_path, "llamagen", with_t5=False)
+    os.symlink(write_tiny_t5(tmp_path / "t5"), repo_folder(tmp_path, p.text_encoder_repo))
+    paths["gpt"].write_bytes(LFS)
+    with pytest.raises(CheckpointError) as err:
+        load_preset(p, models_dir=tmp_path, device="cpu")
+    msg = str(err.value)
+    assert "is not a checkpoint: it is a Git LFS pointer" in msg and "hf download" in msg and "git lfs pull" in msg
