@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .errors import echo
 from .protocol import ARModel, ModelInfo
 
 DEFAULT_MODEL = "toy-shapes"
@@ -57,7 +58,7 @@ def names() -> list[str]:
 def entry(name: str) -> ModelEntry:
     _populate()
     if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}: known models are {', '.join(names())}")
+        raise ValueError(f"unknown model {echo(name)}: known models are {', '.join(names())}")
     return _REGISTRY[name]
 
 

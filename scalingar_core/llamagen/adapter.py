@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import echo
 from ..protocol import SamplingDefaults
 from .checkpoints import load_module, read_state_dicts
 from .download import (ModelFileError, Progress, ensure_file, ensure_snapshot, fetch_command, local_copy,
@@ -14,7 +15,7 @@ from .download import (ModelFileError, Progress, ensure_file, ensure_snapshot, f
 from .gpt import GPT, GPTConfig, kv_cache_bytes, param_count
 from .presets import Preset
 from .session import GPTSession
-from .text_encoder import T5TextEncoder, t5_xl_encoder_params
+from .text_encoder import T5TextEncoder, clean_prompt, t5_xl_encoder_params
 from .vq import VQConfig, VQModel, decode_chunk, decoder_activation_bytes
 
 DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
@@ -122,10 +123,14 @@ class LlamaGenModel:
             text = str(prompt).strip()
             if not text.isdigit() or not 0 <= int(text) < cfg.num_classes:
                 raise ValueError(f"{self.name} is a class-to-image model: the prompt must be an ImageNet class id "
-                                 f"0..{cfg.num_classes - 1} (e.g. '207' for golden retriever), got {prompt!r}")
+                                 f"0..{cfg.num_classes - 1} (e.g. '207' for golden retriever), got {echo(prompt)}")
             return LlamaGenCondition(prompt=text, label=int(text))
         if self.text_encoder is None:
             raise RuntimeError(f"{self.name} was loaded without its T5 text encoder, so it cannot encode prompts")
+        if self.text_encoder.clean and not clean_prompt(str(prompt)):
+            raise ValueError(f"the prompt {echo(prompt)} is empty after LlamaGen's caption cleaning (which drops "
+                             f"URLs, HTML, @handles, CJK characters, file names and long numbers), so {self.name} "
+                             f"would draw an unconditional image: describe the image in English words")
         feats, mask = self.text_encoder.encode([str(prompt)], padding_side=self.padding_side)
         return LlamaGenCondition(prompt=str(prompt), features=feats.to(self.device), mask=mask.to(self.device))
 

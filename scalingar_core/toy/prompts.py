@@ -116,35 +116,35 @@ def parse(text: str) -> dict:
     elif m := re.fullmatch(_ONE, t):
         spec = {"objects": [_obj(m[1], m[2])], "relation": None, "count": None}
     else:
-        raise ValueError(f"caption {text!r} is not in the toy-shapes language. {_FORMS}")
+        raise ValueError(f"caption {echo(text)} is not in the toy-shapes language. {_FORMS}")
     try:
         validate_spec(spec)
     except ValueError as exc:
-        raise ValueError(f"caption {text!r}: {exc}. {_FORMS}") from None
+        raise ValueError(f"caption {echo(text)}: {exc}. {_FORMS}") from None
     return spec
 
 
 def validate_spec(spec: dict) -> None:
     """Raise ValueError naming the problem if ``spec`` is not a valid toy spec."""
     if not isinstance(spec, dict) or not isinstance(spec.get("objects"), list) or not spec["objects"]:
-        raise ValueError(f"spec {spec!r} needs a non-empty list 'objects' of {{'color', 'shape'}}")
+        raise ValueError(f"spec {echo(spec)} needs a non-empty list 'objects' of {{'color', 'shape'}}")
     if len(spec["objects"]) > 3:
         raise ValueError(f"spec has {len(spec['objects'])} objects; the toy world holds at most 3")
     for o in spec["objects"]:
         if not isinstance(o, dict) or o.get("color") not in COLORS or o.get("shape") not in SHAPES:
-            raise ValueError(f"spec object {o!r} needs 'color' in {COLORS} and 'shape' in {SHAPES}")
+            raise ValueError(f"spec object {echo(o)} needs 'color' in {COLORS} and 'shape' in {SHAPES}")
     rel = spec.get("relation")
     if rel is not None:
         n = len(spec["objects"])
         if (not isinstance(rel, dict) or rel.get("type") not in RELATIONS
                 or rel.get("subject") not in range(n) or rel.get("reference") not in range(n)
                 or rel["subject"] == rel["reference"]):
-            raise ValueError(f"spec relation {rel!r} needs 'type' in {RELATIONS} and distinct 'subject', "
+            raise ValueError(f"spec relation {echo(rel)} needs 'type' in {RELATIONS} and distinct 'subject', "
                              f"'reference' indices into objects (0..{n - 1})")
     count = spec.get("count")
     if count is not None and (count != len(spec["objects"])
                               or any(o != spec["objects"][0] for o in spec["objects"])):
-        raise ValueError(f"spec count {count!r} must equal the number of (identical) objects")
+        raise ValueError(f"spec count {echo(count)} must equal the number of (identical) objects")
 
 
 # ---------------------------------------------------------------- enumeration and sampling
@@ -167,7 +167,7 @@ def all_specs(category: str) -> list[dict]:
         return [{"objects": [_obj(*a), _obj(*b)], "relation": {"type": r, "subject": 0, "reference": 1},
                  "count": None}
                 for r in RELATIONS for a, b in itertools.permutations(pairs, 2)]
-    raise ValueError(f"unknown category {category!r}: allowed {CATEGORIES}")
+    raise ValueError(f"unknown category {echo(category)}: allowed {CATEGORIES}")
 
 
 _TRAIN_POOLS = {c: [s for s in all_specs(c) if not is_held_out(s)] for c in CATEGORIES}

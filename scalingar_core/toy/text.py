@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ..errors import echo
 from .prompts import NUMBERS
 from .render import COLORS, SHAPES
 
@@ -35,11 +36,11 @@ def tokenize(prompts: list[str] | str) -> torch.Tensor:
         words = p.lower().strip().rstrip(".").split()
         unknown = [w for w in words if w not in index or w == PAD]
         if unknown:
-            raise ValueError(f"caption {p!r} has words outside the toy-shapes vocabulary: {unknown}. "
+            raise ValueError(f"caption {echo(p)} has words outside the toy-shapes vocabulary: {echo(unknown)}. "
                              f"Known words: {' '.join(VOCAB[1:])} (e.g. 'two red circles', "
                              "'a red circle left of a blue square')")
         if not words or len(words) > CAPTION_LEN:
-            raise ValueError(f"caption {p!r} has {len(words)} words; toy-shapes captions have 1..{CAPTION_LEN}")
+            raise ValueError(f"caption {echo(p)} has {len(words)} words; toy-shapes captions have 1..{CAPTION_LEN}")
         out[row, CAPTION_LEN - len(words):] = torch.tensor([index[w] for w in words])
     return out
 
