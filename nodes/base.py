@@ -3,7 +3,9 @@
 ComfyUI 0.3.75 validates dropdowns only for classic (list-typed) inputs; a V3 Combo accepts any string
 at POST /prompt. Each subclass gets a ``validate_inputs`` naming exactly its Combo inputs, so an unknown
 value comes back in ``node_errors`` (and the built-in min/max checks of the other inputs stay on: ComfyUI
-skips them only for inputs the validator names).
+skips them only for inputs the validator names). A node lists further inputs in ``CHECKED_INPUTS`` and
+checks them in ``check_input`` (e.g. an output path), so a doomed save fails at queue time, not after the
+generation it would have cost.
 """
 from __future__ import annotations
 
@@ -11,12 +13,21 @@ import inspect
 
 from comfy_api.latest import io
 
+from scalingar_core.errors import echo
+
 
 def _combos(schema) -> list:
     return [i for i in schema.inputs or [] if isinstance(i, io.Combo.Input)]
 
 
 class ScalingARNode(io.ComfyNode):
+    CHECKED_INPUTS: tuple[str, ...] = ()
+
+    @classmethod
+    def check_input(cls, name: str, value) -> str | None:
+        """The problem with input ``name`` (one of ``CHECKED_INPUTS``) at queue time, or None."""
+        return None
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         # ComfyUI runs each node through a (locked) clone of its class that copies the class dict: the
@@ -24,7 +35,7 @@ class ScalingARNode(io.ComfyNode):
         if "_validators_set" in cls.__dict__ or cls.__dict__.get("ABSTRACT"):
             return  # a clone, or a shared base that is not a node itself
         cls._validators_set = True
-        names = [i.id for i in _combos(cls.define_schema())]
+        names = [i.id for i in _combos(cls.define_schema())] + list(cls.CHECKED_INPUTS)
         if not names:
             return
 
@@ -32,7 +43,11 @@ class ScalingARNode(io.ComfyNode):
             for combo in _combos(node_cls.define_schema()):  # options may change (new local checkpoints)
                 value = values.get(combo.id)
                 if value is not None and value not in combo.options:
-                    return f"{combo.id}={value!r} is not one of the choices: {', '.join(map(str, combo.options))}"
+                    return f"{combo.id}={echo(value)} is not one of the choices: {', '.join(map(str, combo.options))}"
+            for name in node_cls.CHECKED_INPUTS:
+                problem = node_cls.check_input(name, values.get(name)) if values.get(name) is not None else None
+                if problem:
+                    return problem
             return True
 
         # ComfyUI reads the validator's positional argument names to know which inputs it covers.

@@ -9,10 +9,13 @@ import torch
 import folder_paths
 from comfy_api.latest import io
 
+from scalingar_core import files
+from scalingar_core.errors import echo
+from scalingar_core.plot import plot_summary
+
 from . import types
 from .base import ScalingARNode
 from .progress import json_safe
-from scalingar_core.plot import plot_summary
 
 
 class ScalingARTracePlot(ScalingARNode):
@@ -36,7 +39,29 @@ class ScalingARTracePlot(ScalingARNode):
         return io.NodeOutput(torch.from_numpy(array)[None])
 
 
+def prefix_problem(prefix: str) -> str | None:
+    """Why ``prefix`` cannot be saved under ComfyUI's output folder (checked at queue time), or None."""
+    if not str(prefix).strip():
+        return "filename_prefix is empty: give a name such as scalingar/trace"
+    output_dir = os.path.abspath(folder_paths.get_output_directory())
+    folder = os.path.abspath(os.path.join(output_dir, os.path.dirname(os.path.normpath(prefix))))
+    if os.path.commonpath((output_dir, folder)) != output_dir:
+        return (f"filename_prefix={echo(prefix)} points outside ComfyUI's output folder {output_dir}: use a "
+                f"relative name such as scalingar/trace")
+    try:
+        files.check_output_dir(folder, "the trace folder", create=False)
+    except ValueError as exc:
+        return f"filename_prefix={echo(prefix)}: {exc}"
+    return None
+
+
 class ScalingARTraceSave(ScalingARNode):
+    CHECKED_INPUTS = ("filename_prefix",)
+
+    @classmethod
+    def check_input(cls, name, value):
+        return prefix_problem(value)
+
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -55,6 +80,9 @@ class ScalingARTraceSave(ScalingARNode):
 
     @classmethod
     def execute(cls, trace, filename_prefix, format):
+        problem = prefix_problem(filename_prefix)  # also when run without queue-time validation
+        if problem:
+            raise ValueError(problem)
         output_dir = folder_paths.get_output_directory()
         folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, output_dir)
         base = os.path.join(folder, f"{name}_{counter:05}_")

@@ -48,20 +48,25 @@ def _nearest_existing(path: Path) -> Path:
     return Path(".")
 
 
-def check_output_dir(path: str | Path, what: str = "output folder") -> Path:
-    """``path`` as a folder we can write into, creating it (and its parents). A ``ValueError`` names
-    ``what``, the path and the problem otherwise."""
+def check_output_dir(path: str | Path, what: str = "output folder", create: bool = True) -> Path:
+    """``path`` as a folder we can write into, created (with its parents) unless ``create`` is False. A
+    ``ValueError`` names ``what``, the path and the problem otherwise."""
     path = Path(path)
-    existing = _nearest_existing(path)
+    try:
+        existing = _nearest_existing(path)
+        writable = os.access(existing, os.W_OK | os.X_OK)
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte
+        raise ValueError(f"{what} {path} is not a usable path: {exc}") from None
     if not existing.is_dir():
         where = "is a file" if existing == path else f"cannot be created: {existing} is a file, not a folder"
         raise ValueError(f"{what} {path} {where}; give a folder path (it is created if missing)")
-    if not os.access(existing, os.W_OK | os.X_OK):
+    if not writable:
         raise ValueError(f"{what} {path} cannot be written: no write permission in {existing}")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ValueError(f"{what} {path} cannot be created: {exc.strerror or exc}") from None
+    if create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"{what} {path} cannot be created: {exc.strerror or exc}") from None
     return path
 
 

@@ -119,7 +119,8 @@ def test_dropdown_values_are_validated_for_every_combo_input(cenv):
         if not combos:
             continue
         args = inspect.getfullargspec(cls.validate_inputs).args
-        assert args[1:] == combos and inspect.getfullargspec(cls.validate_inputs).varkw is None, node_id
+        assert args[1:] == combos + list(cls.CHECKED_INPUTS), node_id
+        assert inspect.getfullargspec(cls.validate_inputs).varkw is None, node_id
         good = {name: required[name][1]["default"] for name in combos}
         assert cls.validate_inputs(**good) is True
         bad = dict(good, **{combos[0]: "no-such-choice"})

@@ -264,6 +264,7 @@ def test_invalid_inputs_come_back_as_node_errors(server, object_info):
     api = api_prompt("toy_shapes_scalingar", object_info)
     sampler = nodes_of(api, "ScalingARSampler")[0]
     loader = nodes_of(api, "ScalingARModelLoader")[0]
+    trace_save = nodes_of(api, "ScalingARTraceSave")[0]
     # Dropdowns: ComfyUI 0.3.75 checks only classic list inputs ("value_not_in_list"); for our V3 combos
     # the pack's validate_inputs answers ("custom_validation_failed", naming the value).
     combo = ("value_not_in_list", "custom_validation_failed")
@@ -272,6 +273,7 @@ def test_invalid_inputs_come_back_as_node_errors(server, object_info):
         (sampler, "top_p", 1.5, ("value_bigger_than_max",)),
         (sampler, "strategy", "greedy", combo),
         (loader, "model", "../../etc/passwd", combo),
+        (trace_save, "filename_prefix", "../../escape", ("custom_validation_failed",)),  # before any generation
         (sampler, "model", None, ("required_input_missing",)),
     ]
     for node, key, value, expected in cases:
@@ -286,7 +288,8 @@ def test_invalid_inputs_come_back_as_node_errors(server, object_info):
         assert any(e["type"] in expected for e in errors), (key, errors)
         if isinstance(value, str):
             assert any(value in e.get("details", "") for e in errors), errors
-        assert body["node_errors"][node]["class_type"] in ("ScalingARSampler", "ScalingARModelLoader")
+        assert body["node_errors"][node]["class_type"] in ("ScalingARSampler", "ScalingARModelLoader",
+                                                            "ScalingARTraceSave")
 
 
 def test_cancel_at_thirty_percent_then_run_again(server, object_info):
