@@ -92,6 +92,7 @@ class Run:
             status, body = server.queue(api, self.client_id)
             assert status == 200, f"POST /prompt -> {status}: {body}"
             self.prompt_id = body["prompt_id"]
+            self.node_errors = body.get("node_errors") or {}  # outputs dropped at queue time, the rest runs
             end = time.monotonic() + timeout
             while time.monotonic() < end:
                 raw = ws.recv()
@@ -264,7 +265,6 @@ def test_invalid_inputs_come_back_as_node_errors(server, object_info):
     api = api_prompt("toy_shapes_scalingar", object_info)
     sampler = nodes_of(api, "ScalingARSampler")[0]
     loader = nodes_of(api, "ScalingARModelLoader")[0]
-    trace_save = nodes_of(api, "ScalingARTraceSave")[0]
     # Dropdowns: ComfyUI 0.3.75 checks only classic list inputs ("value_not_in_list"); for our V3 combos
     # the pack's validate_inputs answers ("custom_validation_failed", naming the value).
     combo = ("value_not_in_list", "custom_validation_failed")
@@ -273,7 +273,6 @@ def test_invalid_inputs_come_back_as_node_errors(server, object_info):
         (sampler, "top_p", 1.5, ("value_bigger_than_max",)),
         (sampler, "strategy", "greedy", combo),
         (loader, "model", "../../etc/passwd", combo),
-        (trace_save, "filename_prefix", "../../escape", ("custom_validation_failed",)),  # before any generation
         (sampler, "model", None, ("required_input_missing",)),
     ]
     for node, key, value, expected in cases:
@@ -288,8 +287,23 @@ def test_invalid_inputs_come_back_as_node_errors(server, object_info):
         assert any(e["type"] in expected for e in errors), (key, errors)
         if isinstance(value, str):
             assert any(value in e.get("details", "") for e in errors), errors
-        assert body["node_errors"][node]["class_type"] in ("ScalingARSampler", "ScalingARModelLoader",
-                                                            "ScalingARTraceSave")
+        assert body["node_errors"][node]["class_type"] in ("ScalingARSampler", "ScalingARModelLoader")
+
+
+def test_a_trace_save_that_cannot_write_is_refused_at_queue_time_and_the_rest_runs(server, object_info):
+    """ComfyUI drops an output node that fails validation and runs the others: the image is still saved,
+    and the Trace Save's problem is reported when queueing instead of failing after the generation."""
+    needs_toy_weights()
+    api = api_prompt("toy_shapes_scalingar", object_info)
+    tsave = nodes_of(api, "ScalingARTraceSave")[0]
+    api[tsave]["inputs"]["filename_prefix"] = "../../escape"
+    run = Run(server, api)
+    errors = run.node_errors[tsave]["errors"]
+    assert errors[0]["type"] == "custom_validation_failed" and "outside ComfyUI's output folder" in \
+        errors[0]["details"]
+    assert run.error is None and tsave not in run.history["outputs"]
+    for save in nodes_of(api, "SaveImage"):
+        assert run.history["outputs"][save]["images"]
 
 
 def test_cancel_at_thirty_percent_then_run_again(server, object_info):
