@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scalingar_core import sampler as sampler_module  # noqa: E402
-from scalingar_core.config import GateConfig, RunConfig, SamplingConfig, SchedulerConfig  # noqa: E402
+from scalingar_core.config import MAX_WINDOW, GateConfig, RunConfig, SamplingConfig, SchedulerConfig  # noqa: E402
 from scalingar_core.llamagen.gpt import GPT, gpt_config  # noqa: E402
 from scalingar_core.llamagen.session import GPTSession  # noqa: E402
 from scalingar_core.protocol import SamplingDefaults  # noqa: E402
@@ -95,7 +95,7 @@ def main() -> None:
           f"{args.threads} threads")
 
     sampling = SamplingConfig(num_trajectories=args.n, seed=0)
-    never_prune = GateConfig(hard_fail=0.0, recovery_window=10**6)
+    never_prune = GateConfig(hard_fail=0.0, recovery_window=MAX_WINDOW)  # longer than the image: never
     full = RunConfig(strategy="scalingar", sampling=sampling, gate=never_prune, scheduler=SchedulerConfig())
     plain = RunConfig(strategy="best_of_n", sampling=sampling)
     const = lambda images: torch.zeros(images.shape[0])  # noqa: E731  (no intrinsic score: no profile)
