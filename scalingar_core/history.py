@@ -47,7 +47,7 @@ class RollingPool:
         row = self.ring[t % self.length]
         row.fill_(float("nan"))
         if values is not None:  # a non-finite value counts as not recorded: one bad row must not poison the pool
-            row[ids] = torch.where(torch.isfinite(values), values, float("nan"))
+            row[ids] = values.nan_to_num(float("nan"), float("nan"), float("nan"))
 
     def copy_rows(self, dest: torch.Tensor, src: torch.Tensor) -> None:
         """Importance-sampling resample: trajectory ``dest[j]`` inherits ``src[j]``'s recorded window."""
