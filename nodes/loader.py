@@ -23,7 +23,7 @@ def preset_repos() -> set[str]:
 
 
 def model_choices() -> list[str]:
-    # Presets first (toy-shapes leads: it runs anywhere), then whatever sits in models/scalingar/, then
+    # Presets first (the default toy-shapes-256 leads: it runs anywhere), then whatever sits in models/scalingar/, then
     # Janus-Pro folders in models/Janus-Pro/.
     return registry.names() + models.local_checkpoints(preset_repos()) + list(models.janus_folders())
 
@@ -92,7 +92,7 @@ class ScalingARModelLoader(ScalingARNode):
         return io.Schema(
             node_id="ScalingARModelLoader", display_name="ScalingAR Model Loader", category=types.CATEGORY,
             description="Loads a next-token-prediction image model (tokenizer, transformer, decoder) for "
-                        "ScalingAR sampling. toy-shapes runs offline on CPU.",
+                        "ScalingAR sampling. The toy-shapes models run offline on CPU.",
             inputs=[
                 io.Combo.Input("model", options=choices, default=choices[0] if choices else None,
                                tooltip=f"A preset from the ScalingAR registry, a checkpoint found in "

@@ -1,6 +1,6 @@
 """Benchmark: ScalingAR against its baselines and ablations on a prompt set, side by side.
 
-    python -m scalingar_core bench --model toy-shapes --prompts builtin --methods plain,best_of_n,scalingar \\
+    python -m scalingar_core bench --model toy-shapes-256 --prompts builtin --methods plain,best_of_n,scalingar \\
         --n 8 --seeds 2 --out DIR
 
 Methods are strategies (``plain``, ``best_of_n``, ``importance_sampling``, ``random_prune``, ``scalingar``),
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import multiprocessing as mp
 import os
 import sys
@@ -28,6 +27,7 @@ from . import files
 from .config import RunConfig, read_overrides, setting_from_text
 from .errors import RunAborted, echo, exit_status
 from .machine import check_device
+from .registry import DEFAULT_MODEL
 from .trace import json_safe
 
 ABLATIONS = {
@@ -353,7 +353,7 @@ def run(args) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m scalingar_core bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default=None, help="a registry model (default: the bundled default model)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="a registry model (default: the bundled default model)")
     p.add_argument("--models-dir", default=None)
     p.add_argument("--device", default="cpu")
     p.add_argument("--prompts", default="builtin", help="'builtin' or a JSON-lines prompt file")
@@ -376,10 +376,6 @@ def main(argv=None) -> int:
 
     argv = list(argv or [])
     args = build_parser().parse_args(argv)
-    if args.model is None:
-        from .registry import DEFAULT_MODEL
-
-        args.model = DEFAULT_MODEL
     args.command_line = "python -m scalingar_core bench " + " ".join(shlex.quote(a) for a in argv)
 
     def command() -> int:

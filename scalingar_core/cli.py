@@ -10,6 +10,7 @@ from . import files
 from .config import STRATEGIES, RunConfig, SamplingConfig, read_overrides
 from .errors import exit_status
 from .llamagen.download import default_models_dir
+from .registry import DEFAULT_MODEL
 
 
 def _dtype(name: str | None):
@@ -135,11 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def model_args(sp):
-        sp.add_argument("--model", default="toy-shapes", help="registered model name (see `list`)")
+        sp.add_argument("--model", default=DEFAULT_MODEL, help="registered model name (see `list`)")
         sp.add_argument("--models-dir", type=Path, default=default_models_dir(),
                         help="where checkpoints live or are downloaded (default: $SCALINGAR_MODELS_DIR or "
                              "~/.cache/scalingar/models)")
-        sp.add_argument("--device", default=None, help="torch device (default: the model's choice: cuda when available for LlamaGen, cpu for toy-shapes)")
+        sp.add_argument("--device", default=None, help="torch device (default: the model's choice: cuda when available for LlamaGen, cpu for the toy models)")
         sp.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
         sp.add_argument("--download", action="store_true", help="download missing weights from Hugging Face")
 

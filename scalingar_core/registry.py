@@ -7,7 +7,7 @@ from typing import Any, Callable
 from .errors import echo
 from .protocol import ARModel, ModelInfo
 
-DEFAULT_MODEL = "toy-shapes"
+DEFAULT_MODEL = "toy-shapes-256"  # bundled, offline; 256 tokens: the paper's shortest regime
 
 
 @dataclass

@@ -7,7 +7,7 @@ from scalingar_core import bench
 
 
 def test_two_prompt_run_writes_the_documented_schema(tmp_path):
-    rc = bench.main(["--prompts", "builtin", "--per-category", "1", "--limit", "2", "--seeds", "1", "--n", "4",
+    rc = bench.main(["--model", "toy-shapes", "--prompts", "builtin", "--per-category", "1", "--limit", "2", "--seeds", "1", "--n", "4",
                      "--workers", "1", "--methods", "plain,best_of_n,scalingar,termination-only", "--out", str(tmp_path)])
     assert rc == 0
     res = json.loads((tmp_path / "results.json").read_text())

@@ -15,7 +15,7 @@ from scalingar_core import bench
 
 ROOT = Path(__file__).resolve().parents[1]
 PREVIOUS = json.dumps({"methods": {"scalingar": {"accuracy": {"overall": 0.5}}}, "note": "a good earlier run"})
-SMALL = ["--per-category", "1", "--limit", "2", "--seeds", "1", "--n", "2", "--workers", "1", "--methods", "plain"]
+SMALL = ["--model", "toy-shapes", "--per-category", "1", "--limit", "2", "--seeds", "1", "--n", "2", "--workers", "1", "--methods", "plain"]
 
 
 @pytest.fixture

@@ -91,7 +91,9 @@ def test_weights_round_trip_and_clear_errors(tmp_path, monkeypatch):
 
 
 def test_registered_as_default_model():
-    assert registry.names()[0] == "toy-shapes"
+    assert registry.names()[0] == "toy-shapes-256"
+    info = registry.entry("toy-shapes-256").info
+    assert info.grid == (16, 16) and info.vocab_size == 53 and info.defaults.cfg_scale == 1.0
     info = registry.entry("toy-shapes").info
     assert info.grid == (8, 8) and info.vocab_size == 133 and info.defaults.cfg_scale <= 1.5
 

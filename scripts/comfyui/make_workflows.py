@@ -3,7 +3,7 @@
 Config-node widget values come from the engine's dataclass defaults, so the templates never drift from
 scalingar_core/config.py. Run after changing a node's inputs or a default:
 
-    /work/venv/bin/python scripts/comfyui/make_workflows.py        # (any Python with torch; no ComfyUI)
+    .venv/bin/python scripts/comfyui/make_workflows.py        # (any Python with torch; no ComfyUI)
 
 tests/comfy checks every template against the live node schemas (widget count and values).
 """
@@ -137,13 +137,13 @@ def single(name, model, prompt, prefix, note, dtype="auto"):
 def versus(name):
     g = Graph()
     g.note((20, 20), (420, 230),
-           "ScalingAR vs Best-of-N on the same prompt and seed (toy-shapes: offline, CPU).\n\n"
+           "ScalingAR vs Best-of-N on the same prompt and seed (toy-shapes-256: offline, CPU).\n\n"
            "Top: ScalingAR (confidence profile + termination gate + guidance scheduler) removes weak "
            "trajectories early; its trace plot shows C, the threshold and the removals (red crosses).\n"
            "Bottom: Best-of-N samples all 8 to the end and keeps the most confident.\n"
            "Compare the images, and the tokens_generated in each trace (ScalingAR spends fewer).\n"
            "Swap the loader's model for llamagen-t2i-xl-512 to compare on LlamaGen.")
-    loader = g.add("ScalingARModelLoader", (20, 280), (320, 110), ["toy-shapes", "auto", False])
+    loader = g.add("ScalingARModelLoader", (20, 280), (320, 110), ["toy-shapes-256", "auto", False])
     encode = g.add("ScalingARTextEncode", (20, 430), (320, 160), ["a red circle left of a blue square"])
     g.link(loader, "model", encode, "model")
     top = scalingar_chain(g, loader, encode, 470, 20, "ScalingAR")
@@ -155,9 +155,9 @@ def versus(name):
 
 WORKFLOWS = {
     "toy_shapes_scalingar": lambda n: single(
-        n, "toy-shapes", "two red circles", "scalingar/toy",
-        "ScalingAR on the bundled toy-shapes model: runs offline on CPU in seconds.\n\n"
-        "8 trajectories of a tiny LlamaGen-style GPT draw 'two red circles' token by token. The sampler's "
+        n, "toy-shapes-256", "two red circles", "scalingar/toy",
+        "ScalingAR on the bundled toy-shapes-256 model: runs offline on CPU in seconds.\n\n"
+        "8 trajectories of a tiny LlamaGen-style GPT draw 'two red circles' token by token (256 tokens). The sampler's "
         "widget plots each trajectory's confidence C live, with the termination threshold and the points "
         "where weak trajectories were removed; the CFG panel shows the guidance scheduler at work.\n"
         "Outputs: the selected image, all candidates (removed ones framed in red), the entropy map (where "

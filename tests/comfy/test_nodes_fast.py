@@ -149,7 +149,7 @@ def test_model_dropdown_puts_toy_first_and_lists_loadable_checkpoints_only(cenv)
             p.unlink()
         preset_file.parent.rmdir()
         nested.parent.rmdir()
-    assert options[0] == "toy-shapes"
+    assert options[0] == "toy-shapes-256"
     assert options[:len(registry.names())] == registry.names()
     assert options[len(registry.names()):] == ["mine/c2i_B_256.pt", "t2i_XL_stage1_256.safetensors"]
 

@@ -144,7 +144,7 @@ def test_every_node_in_object_info_with_expected_inputs(object_info):
     req = lambda n: list(ours[n]["input"]["required"])  # noqa: E731
     opt = lambda n: list(ours[n]["input"].get("optional", {}))  # noqa: E731
     assert req("ScalingARModelLoader") == ["model", "dtype", "download_if_missing"]
-    assert ours["ScalingARModelLoader"]["input"]["required"]["model"][1]["options"][0] == "toy-shapes"
+    assert ours["ScalingARModelLoader"]["input"]["required"]["model"][1]["options"][0] == "toy-shapes-256"
     assert req("ScalingARTextEncode") == ["model", "prompt"]
     assert ours["ScalingARTextEncode"]["input"]["required"]["prompt"][1]["multiline"] is True
     assert req("ScalingARSampler") == ["model", "conditioning", "strategy", "num_trajectories", "seed",
