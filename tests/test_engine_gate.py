@@ -129,11 +129,17 @@ def test_recovery_reference_flag_reading():
     # set a deep minimum early, then hover below θ but 0.03 above that minimum: with the running-minimum
     # reference the hovering counts as a rebound forever; measured from the flagging point it is a basin
     hover = lambda t: 0.1 if t == 5 else (0.6 if t < 8 else 0.13)  # noqa: E731
-    base = dict(warmup_fraction=0.125, protection_fraction=0.125, recovery_window=6, hard_fail=0.05)
-    removed, _, _ = drive(GateConfig(**base), [HIGH, HIGH, HIGH, hover], 40)
+    base = dict(warmup_fraction=0.125, protection_fraction=0.125, recovery_window=6, hard_fail=0.05,
+                probation="continuous")
+    removed, _, _ = drive(GateConfig(recovery_reference="running_min", **base), [HIGH, HIGH, HIGH, hover], 40)
     assert 3 not in removed
     removed, _, _ = drive(GateConfig(recovery_reference="flag", **base), [HIGH, HIGH, HIGH, hover], 40)
     assert removed[3] == (8 + 6, BASIN)
+
+
+def test_defaults_are_the_budget_reading():
+    cfg = GateConfig()
+    assert (cfg.probation, cfg.recovery_reference) == ("end_of_window", "flag")
 
 
 def test_reset_starts_a_fresh_probation():
