@@ -18,7 +18,7 @@ class ScalingARTextEncode(ScalingARNode):
                         "caption encoder for toy-shapes; for Janus-Pro the prompt in its chat format).",
             inputs=[
                 types.Model.Input("model", tooltip="From ScalingAR Model Loader."),
-                io.String.Input("prompt", multiline=True, default="two red circles",
+                io.String.Input("prompt", multiline=True, default="a yellow circle and a blue square",
                                 tooltip="What to draw. toy-shapes understands captions like 'two red circles' "
                                         "or 'a red circle left of a blue square'."),
             ],

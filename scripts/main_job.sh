@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
-HF_HUB_OFFLINE=1 .venv/bin/python -m scalingar_core generate --prompt "${PROMPT:-two red circles}" --out "${OUT:-out/}" "$@"
+HF_HUB_OFFLINE=1 .venv/bin/python -m scalingar_core generate --prompt "${PROMPT:-a yellow circle and a blue square}" --out "${OUT:-out/}" "$@"

@@ -155,9 +155,10 @@ def versus(name):
 
 WORKFLOWS = {
     "toy_shapes_scalingar": lambda n: single(
-        n, "toy-shapes-256", "two red circles", "scalingar/toy",
+        n, "toy-shapes-256", "a yellow circle and a blue square", "scalingar/toy",
         "ScalingAR on the bundled toy-shapes-256 model: runs offline on CPU in seconds.\n\n"
-        "8 trajectories of a tiny LlamaGen-style GPT draw 'two red circles' token by token (256 tokens). The sampler's "
+        "8 trajectories of a tiny LlamaGen-style GPT draw 'a yellow circle and a blue square' token by token "
+        "(256 tokens). The sampler's "
         "widget plots each trajectory's confidence C live, with the termination threshold and the points "
         "where weak trajectories were removed; the CFG panel shows the guidance scheduler at work.\n"
         "Outputs: the selected image, all candidates (removed ones framed in red), the entropy map (where "
