@@ -114,8 +114,9 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=8)
     ap.add_argument("--lengths", default="256,576,1024")
     ap.add_argument("--noise", default="0,0.002,0.005,0.01,0.02", help="step-diff std of C, comma-separated")
-    ap.add_argument("--prompts", type=int, default=20, help="synthetic prompts (and real ones with --real)")
+    ap.add_argument("--prompts", type=int, default=10, help="synthetic prompts per length and noise level")
     ap.add_argument("--real", help="also record real C traces from this registry model (e.g. toy-shapes-256)")
+    ap.add_argument("--real-prompts", type=int, default=40, help="builtin prompts recorded with --real")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="write every figure to this JSON file")
     ap.add_argument("--markdown", help="write the tables to this markdown file")
@@ -127,7 +128,7 @@ def main(argv=None) -> int:
     lines = [f"Command: `python benchmarks/gate_budget.py {' '.join(argv if argv is not None else sys.argv[1:])}`", ""]
 
     if args.real:
-        traces = record_real(args.real, args.prompts, args.n, args.seed)
+        traces = record_real(args.real, args.real_prompts, args.n, args.seed)
         steps = traces[0].shape[1]
         warm = round(GateConfig().warmup_fraction * steps)
         measured = sum(step_noise(tr, warm) for tr in traces) / len(traces)
@@ -139,7 +140,7 @@ def main(argv=None) -> int:
         levels = sorted(set(levels + [round(measured, 4)]))
         print(f"measured step noise of {args.real}: {measured:.4f}", flush=True)
 
-    for steps in (int(x) for x in args.lengths.split(",")):
+    for steps in (int(x) for x in args.lengths.split(",") if x):
         sets = {lv: [synthetic_traces(args.n, steps, lv, args.seed * 1000 + k) for k in range(args.prompts)]
                 for lv in levels}
         rows = {r: [budget(sets[lv], GateConfig(probation=r[0], recovery_reference=r[1])) for lv in levels]
