@@ -207,38 +207,38 @@ def write_markdown(summary: dict, meta: dict, path: Path) -> None:
 
 
 def tradeoff_plot(summary: dict, path: Path) -> None:
-    """Accuracy against tokens per image, one numbered point per method and a legend (Pillow only)."""
-    from PIL import Image, ImageDraw
+    """Accuracy (%) against visual tokens per image, one labelled point per method, on real axes: the
+    ScalingAR family in one colour, baselines in another, with Best-of-N's oracle and random-pick levels."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    from .plot import colour
-
-    pts = [(n, m["tokens_per_image"], m["accuracy"]["overall"]) for n, m in summary["methods"].items()
+    pts = [(n, m["tokens_per_image"], 100 * m["accuracy"]["overall"]) for n, m in summary["methods"].items()
            if m["accuracy"]["overall"] is not None]
-    w, h, pad, legend_w = 900, 480, 60, 300
-    right = w - legend_w
-    img = Image.new("RGB", (w, h), "white")
-    d = ImageDraw.Draw(img)
-    d.rectangle((pad, 20, right, h - pad), outline=(150, 150, 150))
-    d.text((pad + (right - pad) // 2 - 50, h - 30), "tokens per image", fill=(0, 0, 0))
-    d.text((4, h // 2), "accuracy", fill=(0, 0, 0))
-    if not pts:
-        files.save_image(img, path)
-        return
-    xs, ys = [p[1] for p in pts], [p[2] for p in pts]
-    x1 = max(xs) * 1.1
-    y0, y1 = max(0.0, min(ys) - 0.03), min(1.0, max(ys) + 0.03)
-    for i, (name, x, y) in enumerate(pts):
-        px = pad + (right - pad) * x / x1
-        py = h - pad - (h - pad - 20) * (y - y0) / (y1 - y0)
-        px += (i % 3 - 1) * 4  # methods at the same budget would hide each other
-        d.ellipse((px - 6, py - 6, px + 6, py + 6), fill=colour(i), outline=(0, 0, 0))
-        d.text((right + 12, 24 + 18 * i), f"{i + 1}. {name}: {100 * y:.1f}% at {x:.0f} tokens", fill=colour(i))
-    d.text((pad, h - pad + 6), "0", fill=(0, 0, 0))
-    d.text((right - 30, h - pad + 6), f"{x1:.0f}", fill=(0, 0, 0))
-    d.text((4, 20), f"{100 * y1:.0f}%", fill=(0, 0, 0))
-    d.text((4, h - pad - 10), f"{100 * y0:.0f}%", fill=(0, 0, 0))
-    files.save_image(img, path)
-
+    fig = Figure(figsize=(9, 5.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for name, x, y in pts:
+        ours = name.startswith(("scalingar", "termination-only", "scheduler-only"))
+        ax.scatter([x], [y], s=60, zorder=3, color="#2563eb" if ours else "#6b7280",
+                   marker="o" if ours else "s", edgecolors="black", linewidths=0.6)
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    for key, label, style in (("oracle_best_of_n", "oracle best-of-N (checker picks)", ":"),
+                              ("random_pick", "random pick among Best-of-N's candidates", "--")):
+        if summary.get(key) is not None:
+            ax.axhline(100 * summary[key], color="#9ca3af", linestyle=style, linewidth=1, label=label)
+    ax.set_xlabel("visual tokens per image (mean)")
+    ax.set_ylabel("accuracy (% of images passing the checker)")
+    ax.set_xlim(left=0, right=max([x for _, x, _ in pts] + [1]) * 1.15)
+    meta = summary.get("meta", {})
+    ax.set_title(f"{meta.get('model', '')}: accuracy against token budget "
+                 f"({meta.get('prompts', '?')} prompts × {meta.get('seeds', '?')} seeds, N = {meta.get('n', '?')})",
+                 fontsize=10)
+    ax.grid(True, alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    with files.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
 
 # ---------------------------------------------------------------- CLI
 
