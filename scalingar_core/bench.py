@@ -17,6 +17,7 @@ import json
 import multiprocessing as mp
 import os
 import sys
+import textwrap
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -207,36 +208,38 @@ def write_markdown(summary: dict, meta: dict, path: Path) -> None:
 
 
 def tradeoff_plot(summary: dict, path: Path) -> None:
-    """Accuracy (%) against visual tokens per image, one labelled point per method, on real axes: the
-    ScalingAR family in one colour, baselines in another, with Best-of-N's oracle and random-pick levels."""
+    """Accuracy (%) against visual tokens per image on real axes: one numbered point per method (the
+    ScalingAR family round and blue, baselines square and grey), the key beside the axes, and Best-of-N's
+    oracle and random-pick levels as reference lines."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     pts = [(n, m["tokens_per_image"], 100 * m["accuracy"]["overall"]) for n, m in summary["methods"].items()
            if m["accuracy"]["overall"] is not None]
-    fig = Figure(figsize=(9, 5.5), dpi=100)
+    fig = Figure(figsize=(11, 5.5), dpi=100)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    for name, x, y in pts:
+    ax = fig.add_axes((0.07, 0.1, 0.55, 0.8))
+    key = []
+    for i, (name, x, y) in enumerate(pts, 1):
         ours = name.startswith(("scalingar", "termination-only", "scheduler-only"))
-        ax.scatter([x], [y], s=60, zorder=3, color="#2563eb" if ours else "#6b7280",
-                   marker="o" if ours else "s", edgecolors="black", linewidths=0.6)
-        ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
-    for key, label, style in (("oracle_best_of_n", "oracle best-of-N (checker picks)", ":"),
-                              ("random_pick", "random pick among Best-of-N's candidates", "--")):
-        if summary.get(key) is not None:
-            ax.axhline(100 * summary[key], color="#9ca3af", linestyle=style, linewidth=1, label=label)
+        ax.scatter([x], [y], s=140, zorder=3, color="#93c5fd" if ours else "#d1d5db", marker="o" if ours else "s",
+                   edgecolors="black", linewidths=0.6)
+        ax.annotate(str(i), (x, y), ha="center", va="center", fontsize=7, zorder=4)
+        key.append(textwrap.fill(f"{i:>2}. {name}: {y:.1f} % at {x:.0f}", 52, subsequent_indent="    ",
+                                 break_on_hyphens=False))
+    for name, label, style in (("oracle_best_of_n", "oracle best-of-N", ":"), ("random_pick", "random pick", "--")):
+        if summary.get(name) is not None:
+            level = 100 * summary[name]
+            ax.axhline(level, color="#6b7280", linestyle=style, linewidth=1)
+            ax.annotate(label, (0, level), textcoords="offset points", xytext=(4, 3), fontsize=8, color="#4b5563")
     ax.set_xlabel("visual tokens per image (mean)")
     ax.set_ylabel("accuracy (% of images passing the checker)")
-    ax.set_xlim(left=0, right=max([x for _, x, _ in pts] + [1]) * 1.15)
-    meta = summary.get("meta", {})
-    ax.set_title(f"{meta.get('model', '')}: accuracy against token budget "
-                 f"({meta.get('prompts', '?')} prompts × {meta.get('seeds', '?')} seeds, N = {meta.get('n', '?')})",
-                 fontsize=10)
+    ax.set_xlim(left=0, right=max([x for _, x, _ in pts] + [1]) * 1.08)
     ax.grid(True, alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
+    meta = summary.get("meta", {})
+    ax.set_title(f"{meta.get('model', '')}: accuracy against token budget ({meta.get('prompts', '?')} prompts × "
+                 f"{meta.get('seeds', '?')} seeds, N = {meta.get('n', '?')})", fontsize=10)
+    fig.text(0.64, 0.9, "\n".join(key), va="top", ha="left", fontsize=8, family="monospace")
     with files.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
 
