@@ -18,10 +18,12 @@ from .sampling import guided_logits
 
 # ---------------------------------------------------------------- token-level signals (eqs. 3, 5)
 
-def _unnormalised(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _unnormalised(logits: torch.Tensor, top: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """exp(ℓ − max ℓ), its row sums z and logsumexp ℓ: a softmax without the division, in few passes
-    (the profile runs on every step over the whole vocabulary, so passes matter on CPU)."""
-    top = logits.amax(-1, keepdim=True)
+    (the profile runs on every step over the whole vocabulary, so passes matter on CPU). ``top``: the row
+    maxima ``[n, 1]`` when already known."""
+    top = logits.amax(-1, keepdim=True) if top is None else top
     # below −87, exp underflows to denormals (slow on CPU) and contributes < 1e-38: clamp it away
     e = torch.exp((logits - top).clamp_min(-87.0))
     z = e.sum(-1, keepdim=True)
@@ -32,14 +34,13 @@ def entropy_and_margin(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     """Eq. (5) inputs: normalised entropy H̄ = H / log|V| and the top-1 minus top-2 probability margin m,
     plus logsumexp ℓ (for the other signals of the same distribution).
 
-    ``logits`` ``[n, V]`` (already guided and divided by the temperature) over the full vocabulary."""
-    logits = logits.float().clamp_min(-1e4)  # masked (−inf) tokens: p = 0 and a finite logit, so 0·ℓ = 0
-    e, z, lse = _unnormalised(logits)
+    ``logits`` ``[n, V]`` fp32 (already guided and divided by the temperature) over the full vocabulary."""
+    logits = logits.clamp_min(-1e4)  # masked (−inf) tokens: p = 0 and a finite logit, so 0·ℓ = 0
+    top2 = logits.topk(2, dim=-1).values  # a tie for the top gives margin 0
+    e, z, lse = _unnormalised(logits, top2[:, :1])
     entropy = lse - torch.linalg.vecdot(e, logits) / z  # −Σ p log p = logsumexp ℓ − Σ p ℓ
-    first = logits.argmax(-1, keepdim=True)
-    second = logits.scatter(-1, first, float("-inf")).amax(-1)  # a tie for the top gives margin 0
-    top1 = logits.gather(-1, first).squeeze(-1)
-    return entropy / math.log(logits.shape[-1]), torch.exp(top1 - lse) - torch.exp(second - lse), lse
+    margin = torch.exp(top2[:, 0] - lse) - torch.exp(top2[:, 1] - lse)
+    return entropy / math.log(logits.shape[-1]), margin, lse
 
 
 def token_confidence(entropy_norm: torch.Tensor, margin: torch.Tensor, alpha_h: float, alpha_m: float) -> torch.Tensor:
@@ -48,8 +49,8 @@ def token_confidence(entropy_norm: torch.Tensor, margin: torch.Tensor, alpha_h: 
 
 
 def ema(previous: torch.Tensor, value: torch.Tensor, rate: float) -> torch.Tensor:
-    """Eqs. (6), (8), (10), (13): x_t = (1 − λ)·x_{t−1} + λ·value (λ weights the new value, A3)."""
-    return (1.0 - rate) * previous + rate * value
+    """Eqs. (6), (8), (10), (13): x_t = (1 − λ)·x_{t−1} + λ·value (λ weights the new value, A3), as one lerp."""
+    return torch.lerp(previous, value, rate)
 
 
 def self_certainty(logits: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
@@ -73,19 +74,35 @@ def block_layout(grid: tuple[int, int], b: int) -> tuple[torch.Tensor, torch.Ten
     return index, capacity
 
 
-def worst_block_entropy(block_sum: torch.Tensor, block_count: torch.Tensor, capacity: torch.Tensor,
-                        min_fill: float, worst_fraction: float) -> torch.Tensor | None:
-    """Eq. (7): Ē^worst_t, the mean of the worst ⌈q·n_eligible⌉ block means E_k (highest entropy) over the
-    blocks whose fill ratio is at least ρ_min. ``None`` when no block is eligible yet.
+@dataclass(frozen=True)
+class BlockSchedule:
+    """What eq. (7) may use after each step ``t``, fixed before the run: every trajectory sits at the same
+    raster position, so the blocks' fill and eligibility depend on ``t`` alone (no per-step host work)."""
 
-    ``block_sum`` ``[n, K]`` sums of H̄ per block (device); ``block_count``/``capacity`` ``[K]`` live on the
-    host: every trajectory is at the same raster position, so eligibility needs no device sync."""
-    eligible = torch.nonzero(block_count.double() / capacity.double() >= min_fill - 1e-12).squeeze(1)
-    if eligible.numel() == 0:
+    count: torch.Tensor  # [T, K] float: cells of each block filled after position t (device)
+    eligible: torch.Tensor  # [T, K] bool: fill ratio >= ρ_min (device)
+    worst: list[int]  # [T] ⌈q·n_eligible⌉ blocks to average, 0 while none is eligible (host)
+
+
+def block_schedule(grid: tuple[int, int], b: int, min_fill: float, worst_fraction: float, device) -> BlockSchedule:
+    """The :class:`BlockSchedule` of a ``grid`` decoded in raster order with ``b×b`` blocks."""
+    index, capacity = block_layout(grid, b)
+    count = torch.nn.functional.one_hot(index, len(capacity)).cumsum(0).double()  # [T, K]
+    eligible = count / capacity.double() >= min_fill - 1e-12
+    worst = [max(1, math.ceil(worst_fraction * e)) if e else 0 for e in eligible.sum(1).tolist()]
+    return BlockSchedule(count.float().to(device), eligible.to(device), worst)
+
+
+def worst_block_entropy(block_sum: torch.Tensor, count: torch.Tensor, eligible: torch.Tensor,
+                        k: int) -> torch.Tensor | None:
+    """Eq. (7): Ē^worst_t, the mean of the worst ``k`` = ⌈q·n_eligible⌉ block means E_k (highest entropy)
+    over the blocks whose fill ratio is at least ρ_min. ``None`` when no block is eligible yet (``k`` = 0).
+
+    ``block_sum`` ``[n, K]`` sums of H̄ per block; ``count`` ``[K]`` cells filled per block; ``eligible``
+    ``[K]`` bool (one row of a :class:`BlockSchedule`)."""
+    if k == 0:
         return None
-    counts = block_count[eligible].to(block_sum.device, block_sum.dtype, non_blocking=True)
-    means = block_sum[:, eligible.to(block_sum.device, non_blocking=True)] / counts
-    k = max(1, math.ceil(worst_fraction * eligible.numel()))
+    means = (block_sum / count.clamp_min(1.0)).masked_fill(~eligible, float("-inf"))
     return means.topk(k, dim=-1).values.mean(-1)
 
 
@@ -111,11 +128,11 @@ def intrinsic_raw(s_tok: torch.Tensor, block: torch.Tensor, w_tok: float, w_blk:
 def conditional_kl(cond_logits: torch.Tensor, uncond_logits: torch.Tensor) -> torch.Tensor:
     """Eq. (9): K_t = KL(p_c ‖ p_u) = Σ_v p_c(v)·[log p_c(v) − log p_u(v)] (temperature already applied).
 
-    Computed as Σ p_c·(ℓ_c − ℓ_u) − logsumexp ℓ_c + logsumexp ℓ_u: the same value in fewer passes."""
-    cond, uncond = cond_logits.float(), uncond_logits.float()
-    e_c, z_c, lse_c = _unnormalised(cond)
-    lse_u = _unnormalised(uncond)[2]
-    return torch.linalg.vecdot(e_c, cond - uncond) / z_c - lse_c + lse_u
+    Computed as Σ p_c·(ℓ_c − ℓ_u) − logsumexp ℓ_c + logsumexp ℓ_u: the same value in fewer passes (fp32
+    logits)."""
+    e_c, z_c, lse_c = _unnormalised(cond_logits)
+    lse_u = torch.logsumexp(uncond_logits, -1)
+    return torch.linalg.vecdot(e_c, cond_logits - uncond_logits) / z_c - lse_c + lse_u
 
 
 def rolling_zscore(value: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, eps: float) -> torch.Tensor:
@@ -181,8 +198,7 @@ class ConfidenceProfile:
         self.history = history
         index, capacity = block_layout(grid, cfg.block_size)
         self.block_index = index.tolist()  # host list: the block of position t is known without a sync
-        self.capacity = capacity
-        self.block_count = torch.zeros_like(capacity)
+        self.blocks = block_schedule(grid, cfg.block_size, cfg.min_fill, cfg.worst_fraction, device)
         self.state = ProfileState.empty(num_trajectories, len(capacity), device)
         self.worst_pool = RollingPool(cfg.roll_window, num_trajectories, device)
         self.kl_pool = RollingPool(cfg.roll_window, num_trajectories, device)
@@ -211,19 +227,17 @@ class ConfidenceProfile:
         # (6)
         st.s_tok = c_tok if first else ema(st.s_tok, c_tok, cfg.lambda_tok)
         # (7) accumulate this position's entropy into its block, then the worst eligible blocks
-        k = self.block_index[t]
-        st.block_sum[:, k] += h_norm
-        self.block_count[k] += 1
-        worst = worst_block_entropy(st.block_sum, self.block_count, self.capacity, cfg.min_fill, cfg.worst_fraction)
+        st.block_sum[:, self.block_index[t]] += h_norm
+        blocks = self.blocks
+        worst = worst_block_entropy(st.block_sum, blocks.count[t], blocks.eligible[t], blocks.worst[t])
         if worst is None:
             block = torch.full_like(h_norm, cfg.neutral_block_score)
             self.worst_pool.push(t, ids, None)
-            hist.record(t, ids, worst_block_entropy=torch.full_like(h_norm, float("nan")))
+            worst = torch.full_like(h_norm, float("nan"))  # recorded as "not yet defined"
         else:
             self.worst_pool.push(t, ids, worst)
             low, high = self.worst_pool.min_max(t, ids, cfg.normalisation)
             block = block_stability(worst, low, high, cfg.eps)
-            hist.record(t, ids, worst_block_entropy=worst)
         # (8)
         i_raw = intrinsic_raw(st.s_tok, block, cfg.w_tok, cfg.w_blk)
         st.intrinsic = i_raw if first else ema(st.intrinsic, i_raw, cfg.lambda_i)
@@ -238,6 +252,6 @@ class ConfidenceProfile:
                                   (cfg.calib_a, cfg.calib_b) if cfg.calibrate else None)
         st.c_min = st.c if first else torch.minimum(st.c_min, st.c)
         st.r = rebound(st.c, st.c_min, cfg.eps)
-        hist.record(t, ids, entropy_norm=h_norm, margin=margin, kl=kl, s_tok=st.s_tok, B=block,
-                    I=st.intrinsic, D=d, D_hat=st.d_hat, C=st.c, C_min=st.c_min, R=st.r)
+        hist.record(t, ids, entropy_norm=h_norm, margin=margin, kl=kl, worst_block_entropy=worst, s_tok=st.s_tok,
+                    B=block, I=st.intrinsic, D=d, D_hat=st.d_hat, C=st.c, C_min=st.c_min, R=st.r)
         return st

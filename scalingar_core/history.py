@@ -12,16 +12,25 @@ TRACE_STATE = ("s_tok", "B", "I", "D", "D_hat", "C", "C_min", "R", "cfg")
 
 
 class History:
-    """``[N, T]`` float buffers (NaN = not recorded) for every traced signal and state variable."""
+    """``[N, T]`` float buffers (NaN = not recorded) for every traced signal and state variable.
+
+    They are slices of one ``[names, N, T]`` tensor, so a step records all its values with one scatter."""
 
     def __init__(self, num_trajectories: int, steps: int, device):
-        self.buffers = {name: torch.full((num_trajectories, steps), float("nan"), device=device)
-                        for name in TRACE_SIGNALS + TRACE_STATE}
+        names = TRACE_SIGNALS + TRACE_STATE
+        self.data = torch.full((len(names), num_trajectories, steps), float("nan"), device=device)
+        self.buffers = {name: self.data[i] for i, name in enumerate(names)}
+        self._slot = {name: i for i, name in enumerate(names)}
+        self._rows: dict[tuple[str, ...], torch.Tensor] = {}  # name tuple -> [k, 1] index, made once
         self.threshold = torch.full((steps,), float("nan"), device=device)
 
     def record(self, t: int, ids: torch.Tensor, **values: torch.Tensor) -> None:
-        for name, value in values.items():
-            self.buffers[name][ids, t] = value.to(self.buffers[name].dtype)
+        """Write each named ``[n]`` value of the active rows ``ids`` at step ``t``."""
+        names = tuple(values)
+        rows = self._rows.get(names)
+        if rows is None:
+            rows = self._rows[names] = torch.tensor([self._slot[k] for k in names], device=self.data.device)[:, None]
+        self.data[:, :, t][rows, ids] = torch.stack(list(values.values()))
 
     def window(self, name: str, ids: torch.Tensor, t: int, length: int) -> torch.Tensor:
         """The last ``length`` recorded values up to step ``t`` for the active rows: ``[n, ≤length]``."""
@@ -29,11 +38,11 @@ class History:
 
     def copy_rows(self, dest: torch.Tensor, src: torch.Tensor, upto: int) -> None:
         """Importance-sampling resample: trajectory ``dest[j]`` inherits ``src[j]``'s past."""
-        for buf in self.buffers.values():
-            buf[dest, : upto + 1] = buf[src, : upto + 1]  # advanced indexing already copies
+        self.data[:, dest, : upto + 1] = self.data[:, src, : upto + 1]  # advanced indexing already copies
 
     def to_host(self) -> dict[str, list[list[float]]]:
-        return {name: buf.cpu().tolist() for name, buf in self.buffers.items()}
+        data = self.data.cpu()
+        return {name: data[i].tolist() for name, i in self._slot.items()}
 
 
 class RollingPool:

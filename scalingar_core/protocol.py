@@ -9,7 +9,9 @@ The engine never touches a model's internals. It needs four things:
   doubled batch: rows ``0..n-1`` are conditional, rows ``n..2n-1`` unconditional. That order is the engine's
   contract; each model fills the second half with its own unconditional input (LlamaGen's null caption or
   class, Janus-Pro's prompt with every token but BOS and ``<begin_of_image>`` padded).
-* ``DecodeSession.prefill()`` / ``step(tokens)`` return fp32 logits ``[2n, V]`` for the next image token;
+  ``start(condition, n, guidance=False)`` holds only the conditional rows (sampling without CFG).
+* ``DecodeSession.prefill()`` / ``step(tokens)`` return fp32 logits ``[2n, V]`` (``[n, V]`` without
+  guidance) for the next image token;
   ``keep(rows)`` compacts (or, with repeated rows, copies) trajectories in both halves and in the KV cache.
 * ``ARModel.decode(codes)`` turns ``[n, h*w]`` raster-order codes into images ``[n, 3, H, W]`` in ``[0, 1]``;
   the pixels per token are the model's own (16 for LlamaGen's and Janus-Pro's VQ-16), the engine never
@@ -68,8 +70,8 @@ class ARModel(Protocol):
     def encode(self, prompt: str) -> Any:
         """Condition object for ``prompt`` (opaque to the engine)."""
 
-    def start(self, condition: Any, n: int) -> DecodeSession:
-        """A fresh session for ``n`` trajectories of ``condition``."""
+    def start(self, condition: Any, n: int, guidance: bool = True) -> DecodeSession:
+        """A fresh session for ``n`` trajectories of ``condition`` (``guidance=False``: no unconditional rows)."""
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """``[n, h*w]`` long codes → ``[n, 3, H, W]`` float images in ``[0, 1]``."""
@@ -85,3 +87,13 @@ class ModelInfo:
     vocab_size: int
     defaults: SamplingDefaults
     extra: dict = field(default_factory=dict)
+
+
+def set_compile(model: ARModel, enabled: bool) -> None:
+    """Turn the model's compiled decode step on or off (models that have one carry ``compile_decode``)."""
+    if not hasattr(model, "compile_decode"):
+        if enabled:
+            raise ValueError(f"model {getattr(model, 'name', type(model).__name__)} has no compiled decode step: "
+                             "run it without compile")
+        return
+    model.compile_decode = bool(enabled)

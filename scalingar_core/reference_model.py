@@ -14,16 +14,17 @@ from .protocol import SamplingDefaults
 
 
 class ReferenceSession:
-    def __init__(self, model: "ReferenceModel", condition: torch.Tensor, n: int):
+    def __init__(self, model: "ReferenceModel", condition: torch.Tensor, n: int, guidance: bool = True):
         self.model = model
+        self.halves = 2 if guidance else 1
         c = condition.to(model.device).expand(n, -1)
-        self.cond = torch.cat([c, torch.zeros_like(c)])  # [2n, d]: cond rows then uncond rows
+        self.cond = torch.cat([c, torch.zeros_like(c)][: self.halves])  # [2n, d]: cond rows then uncond rows
         self.hidden = torch.tanh(self.cond)
         self.steps = 0
 
     @property
     def num_trajectories(self) -> int:
-        return self.cond.shape[0] // 2
+        return self.cond.shape[0] // self.halves
 
     def _logits(self) -> torch.Tensor:
         return (self.hidden @ self.model.unembed) * self.model.sharpness
@@ -33,14 +34,14 @@ class ReferenceSession:
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         m = self.model
-        both = torch.cat([tokens, tokens])  # the same token feeds the cond and the uncond row
+        both = torch.cat([tokens] * self.halves)  # the same token feeds the cond and the uncond row
         self.hidden = torch.tanh(self.hidden @ m.recur + m.embed[both] + self.cond)
         self.steps += 1
         return self._logits()
 
     def keep(self, rows: torch.Tensor) -> None:
         n = self.num_trajectories
-        both = torch.cat([rows, rows + n])
+        both = torch.cat([rows, rows + n][: self.halves])
         self.cond = self.cond.index_select(0, both)
         self.hidden = self.hidden.index_select(0, both)
 
@@ -71,8 +72,8 @@ class ReferenceModel:
         g = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
         return torch.randn(1, self.dim, generator=g)
 
-    def start(self, condition: torch.Tensor, n: int) -> ReferenceSession:
-        return ReferenceSession(self, condition, n)
+    def start(self, condition: torch.Tensor, n: int, guidance: bool = True) -> ReferenceSession:
+        return ReferenceSession(self, condition, n, guidance)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         h, w = self.grid

@@ -22,7 +22,7 @@ from .history import History
 from .images import decode_partial, mark_removed
 from .machine import check_trajectories
 from .protocol import ARModel
-from .sampling import guided_logits, sample_tokens
+from .sampling import guided_logits, sample_tokens, stream_table
 from .termination import HARD_FAIL, KEEP, REASONS, TerminationGate
 from .trace import Trace
 
@@ -88,6 +88,9 @@ class _Run:
         self.use_scheduler = pruning and config.scheduler.enabled
         needs_profile = pruning or (strategy in ("best_of_n", "importance_sampling") and reward is None)
         self.observe = observe or needs_profile
+        # Upstream samples CFG <= 1 from the conditional rows alone. The unconditional rows stay when the
+        # profile needs them (eq. 9's KL) or the scheduler may raise the scale above 1.
+        self.guided = self.observe or self.use_scheduler or self.s.cfg_scale > 1
         self.history = History(n, self.steps, self.device)
         self.profile = ConfidenceProfile(config.profile, model.grid, n, self.device, self.history) if self.observe else None
         self.gate = TerminationGate(config.gate, self.steps, n, self.device, self.history) if self.use_gate else None
@@ -103,21 +106,22 @@ class _Run:
 
     # ------------------------------------------------------------------ the loop
     def run(self, callback) -> GenerationResult:
-        seed = self.config.sampling.seed
-        session = self.model.start(self.condition, self.s.num_trajectories)
+        n = self.s.num_trajectories
+        uniforms = stream_table(self.config.sampling.seed, n, self.steps, self.device)  # [T, N], drawn once
+        session = self.model.start(self.condition, n, guidance=self.guided)
         logits = session.prefill()
         for t in range(self.steps):
             m = self.ids.shape[0]
-            cond, uncond = logits[:m].float(), logits[m:].float()
+            cond, uncond = (logits[:m], logits[m:]) if self.guided else (logits, None)
             # Stage I: signals and state
             state = self.profile.step(t, self.ids, cond, uncond, self.cfg, self.s.temperature) if self.observe else None
             # Stage II: per-trajectory guidance, then one token each
             if self.scheduler is not None:
                 self.cfg = self.scheduler.step(t, self.ids, self.cfg, state.d_hat, state.r)
             self.history.record(t, self.ids, cfg=self.cfg)
-            guided = guided_logits(cond, uncond, self.cfg)
-            tokens, logprob = sample_tokens(guided, self.s.temperature, self.s.top_k, self.s.top_p, seed,
-                                            self.ids, t)
+            guided = cond if uncond is None else guided_logits(cond, uncond, self.cfg)
+            tokens, logprob = sample_tokens(guided, self.s.temperature, self.s.top_k, self.s.top_p,
+                                            uniforms[t].index_select(0, self.ids))
             if self.observe:
                 self.history.record(t, self.ids, token_logprob=logprob)
             self.codes[self.ids, t] = tokens

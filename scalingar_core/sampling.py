@@ -28,17 +28,29 @@ def _fmix32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
-def stream_uniform(seed: int, ids: torch.Tensor, step: int, salt: int = 0) -> torch.Tensor:
-    """Uniform numbers in [0, 1), one per trajectory id, a pure function of (seed, id, step, salt)."""
+def stream_uniform(seed: int, ids: torch.Tensor, step, salt: int = 0) -> torch.Tensor:
+    """Uniform numbers in [0, 1), one per trajectory id, a pure function of (seed, id, step, salt).
+
+    ``step`` is an int or a tensor that broadcasts against ``ids`` (see :func:`stream_table`)."""
     x = _fmix32((ids.long() * 0x9E3779B1 + step * 0x632BE5AB + salt * 0x2545F491) & _MASK32)
     x = _fmix32(x ^ (seed & _MASK32))
     x = _fmix32(x ^ ((seed >> 32) & _MASK32) ^ 0x5BD1E995)
     return (x >> 8).double().div(1 << 24).to(torch.float32)  # 24 random bits: exact in float32
 
 
+def stream_table(seed: int, num_trajectories: int, steps: int, device, salt: int = 0) -> torch.Tensor:
+    """Every uniform number a run's token draws can use, ``[steps, num_trajectories]``, drawn once before
+    the loop: row ``t`` is ``stream_uniform(seed, arange(N), t)``, the same values, so seeds and survivor
+    invariance do not change, and a step only gathers its row."""
+    ids = torch.arange(num_trajectories, device=device)[None, :]
+    steps_ = torch.arange(steps, device=device)[:, None]
+    return stream_uniform(seed, ids, steps_, salt)
+
+
 def guided_logits(cond: torch.Tensor, uncond: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """ℓ_u + s_i·(ℓ_c − ℓ_u) with one scale per row (LlamaGen's CFG on fp32 logits)."""
-    return torch.lerp(uncond, cond, scale[:, None].to(cond.dtype))  # u + s·(c − u) in one pass
+    """ℓ_u + s_i·(ℓ_c − ℓ_u) with one fp32 scale per row (LlamaGen's CFG on fp32 logits). A scale <= 1 gives
+    the conditional logits ℓ_c exactly: upstream reads CFG <= 1 as "no guidance"."""
+    return torch.lerp(uncond, cond, scale.clamp_min(1.0)[:, None])  # u + s·(c − u) in one pass
 
 
 def filter_logits(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
@@ -60,15 +72,16 @@ def filter_logits(logits: torch.Tensor, temperature: float, top_k: int, top_p: f
 
 def draw(probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
     """Inverse-CDF draw of one index per row of ``probs`` ``[n, V]`` with the given uniforms ``[n]``."""
-    cdf = probs.float().cumsum(-1)
-    target = (uniform.to(cdf) * cdf[:, -1]).unsqueeze(1)
+    cdf = probs.cumsum(-1, dtype=torch.float32)
+    target = (uniform * cdf[:, -1]).unsqueeze(1)
     index = torch.searchsorted(cdf, target, right=True).squeeze(1)
     return index.clamp_max(probs.shape[-1] - 1)
 
 
-def sample_tokens(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, seed: int,
-                  ids: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One token per row from guided logits, and its log-probability under the distribution it was drawn from."""
+def sample_tokens(logits: torch.Tensor, temperature: float, top_k: int, top_p: float,
+                  uniform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One token per row from guided logits, drawn with each row's uniform number (its stream's value at
+    this step, from :func:`stream_table`), and its log-probability under the distribution it was drawn from."""
     probs = filter_logits(logits, temperature, top_k, top_p).softmax(-1)
-    tokens = draw(probs, stream_uniform(seed, ids, step))
+    tokens = draw(probs, uniform)
     return tokens, probs.gather(1, tokens[:, None]).squeeze(1).log()

@@ -43,14 +43,27 @@ def test_block_layout_and_worst_block_eq7():
     index, capacity = eq.block_layout((6, 6), 4)  # edge blocks are smaller
     assert capacity.tolist() == [16, 8, 8, 4]
     block_sum = torch.tensor([[8.0, 2.0, 1.0], [1.0, 6.0, 3.0]])
-    count = torch.tensor([16, 16, 4])
-    cap = torch.tensor([16, 16, 16])
+    count = torch.tensor([16.0, 16.0, 4.0])
     # block 2 is only 25 % filled: ineligible at ρ_min = 0.5; q = 0.1 of 2 eligible → 1 worst block
-    worst = eq.worst_block_entropy(block_sum, count, cap, 0.5, 0.1)
+    worst = eq.worst_block_entropy(block_sum, count, torch.tensor([True, True, False]), 1)
     assert worst.tolist() == pytest.approx([0.5, 6.0 / 16])
-    worst = eq.worst_block_entropy(block_sum, count, cap, 0.25, 0.5)  # now 3 eligible, worst 2
+    worst = eq.worst_block_entropy(block_sum, count, torch.tensor([True, True, True]), 2)  # 3 eligible, worst 2
     assert worst.tolist() == pytest.approx([(0.5 + 0.25) / 2, (0.75 + 6 / 16) / 2])
-    assert eq.worst_block_entropy(block_sum, torch.tensor([7, 0, 0]), cap, 0.5, 0.1) is None
+    assert eq.worst_block_entropy(block_sum, count, torch.tensor([False, False, False]), 0) is None
+
+
+def test_block_schedule_counts_fill_eligibility_and_worst_count():
+    """Eq. (7)'s per-step table, against counting the raster positions by hand on a 6×6 grid (b = 4)."""
+    grid, b = (6, 6), 4
+    sched = eq.block_schedule(grid, b, 0.5, 0.3, "cpu")
+    index, capacity = eq.block_layout(grid, b)  # capacities 16, 8, 8, 4
+    for t in range(36):
+        filled = [sum(1 for p in range(t + 1) if int(index[p]) == k) for k in range(4)]
+        assert sched.count[t].tolist() == filled
+        eligible = [f / c >= 0.5 for f, c in zip(filled, capacity.tolist())]
+        assert sched.eligible[t].tolist() == eligible
+        assert sched.worst[t] == (max(1, math.ceil(0.3 * sum(eligible))) if any(eligible) else 0)
+    assert sched.worst[0] == 0 and sched.worst[-1] == 2  # nothing eligible at first; ⌈0.3·4⌉ = 2 at the end
 
 
 def test_block_stability_rolling_minmax():

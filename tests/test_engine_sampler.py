@@ -56,8 +56,8 @@ def test_pruning_physically_shrinks_the_batch(model):
     sizes = []
     orig_start = model.start
 
-    def spy_start(cond, n):
-        session = orig_start(cond, n)
+    def spy_start(cond, n, **kw):
+        session = orig_start(cond, n, **kw)
         step = session.step
 
         def spy(tokens):

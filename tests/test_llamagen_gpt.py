@@ -121,8 +121,7 @@ def _features(n=3, seed=0):
     g = torch.Generator().manual_seed(seed)
     feats = torch.randn(n, 8, 16, generator=g)
     mask = torch.ones(n, 8, dtype=torch.bool)
-    mask[:, :3] = False
-    mask[1, :6] = False  # a different prompt length per row (left padding: valid at the end)
+    mask[:, :3] = False  # one prompt length for the session (left padding: valid at the end)
     feats = feats * mask[..., None]
     return feats, mask
 

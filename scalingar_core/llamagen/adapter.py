@@ -101,6 +101,7 @@ class LlamaGenModel:
         self.padding_side = padding_side
         self.vocab_size = gpt.config.vocab_size
         self.grid = (gpt.config.grid, gpt.config.grid)
+        self.compile_decode = False  # opt-in: torch.compile the static-shape decode step (see .compile)
 
     @property
     def device(self) -> torch.device:
@@ -134,12 +135,14 @@ class LlamaGenModel:
         feats, mask = self.text_encoder.encode([str(prompt)], padding_side=self.padding_side)
         return LlamaGenCondition(prompt=str(prompt), features=feats.to(self.device), mask=mask.to(self.device))
 
-    def start(self, condition, n: int) -> GPTSession:
+    def start(self, condition, n: int, guidance: bool = True) -> GPTSession:
         if isinstance(condition, str):
             condition = self.encode(condition)
+        options = dict(guidance=guidance, compiled=self.compile_decode)
         if self.model_type == "c2i":
-            return GPTSession(self.gpt, torch.tensor([condition.label]), n)
-        return GPTSession(self.gpt, condition.features.to(self.device), n, cond_mask=condition.mask.to(self.device))
+            return GPTSession(self.gpt, torch.tensor([condition.label]), n, **options)
+        return GPTSession(self.gpt, condition.features.to(self.device), n, cond_mask=condition.mask.to(self.device),
+                          **options)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         return self.vq.decode_codes(codes, self.grid)

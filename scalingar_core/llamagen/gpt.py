@@ -151,33 +151,48 @@ class RMSNorm(nn.Module):
 
 
 class KVCache:
-    """Static per-layer cache ``[rows, kv_heads, seq, head_dim]``; only the first ``active`` rows are live."""
+    """Static per-layer cache (gpt-fast style): ``k``/``v`` ``[rows, kv_heads, seq, head_dim]`` are views of the
+    first ``rows`` rows of one allocation. Writes go to slots named by a tensor, so no shape changes while
+    decoding, and compacting the batch moves rows inside the allocation (a captured graph keeps its addresses)."""
 
     def __init__(self, rows: int, heads: int, seq: int, head_dim: int, dtype, device):
-        self.k = torch.zeros(rows, heads, seq, head_dim, dtype=dtype, device=device)
-        self.v = torch.zeros_like(self.k)
-        self.active = rows
+        self._k = torch.zeros(rows, heads, seq, head_dim, dtype=dtype, device=device)
+        self._v = torch.zeros_like(self._k)
+        self.k, self.v = self._k, self._v
 
-    def update(self, pos: int, k: torch.Tensor, v: torch.Tensor):
-        """Write ``k, v [active, H, L, D]`` at positions ``pos..pos+L-1``; return the live prefix up to them."""
-        end = pos + k.shape[2]
-        self.k[: self.active, :, pos:end] = k
-        self.v[: self.active, :, pos:end] = v
-        return self.k[: self.active, :, :end], self.v[: self.active, :, :end]
+    def update(self, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kv_len: int | None):
+        """Write ``k, v [rows, H, L, D]`` at cache slots ``slots [L]``; return what attention reads: the first
+        ``kv_len`` slots, or the whole static length when ``kv_len`` is None (a mask then hides the rest)."""
+        self.k.index_copy_(2, slots, k)
+        self.v.index_copy_(2, slots, v)
+        if kv_len is None:
+            return self.k, self.v
+        return self.k[:, :, :kv_len], self.v[:, :, :kv_len]
+
+    def load(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Rows ``0..B-1``, slots ``0..L-1`` become ``k, v [B, H, L, D]``, and those ``B`` rows the live ones."""
+        m, length = k.shape[0], k.shape[2]
+        if m > self._k.shape[0]:
+            self._k = self._k.new_zeros(m, *self._k.shape[1:])
+            self._v = torch.zeros_like(self._k)
+        self._k[:m, :, :length] = k
+        self._v[:m, :, :length] = v
+        self.k, self.v = self._k[:m], self._v[:m]
 
     def select(self, idx: torch.Tensor, length: int) -> None:
-        """Rows ``idx`` (repeats allowed) become rows ``0..len(idx)-1``; only the first ``length`` positions
-        are copied since nothing beyond them has been written yet."""
+        """Rows ``idx`` (repeats allowed) become rows ``0..len(idx)-1``; only the first ``length`` slots are
+        copied since nothing beyond them has been written yet."""
         m = idx.numel()
-        if m > self.k.shape[0]:  # more rows than were allocated: grow once
-            k = self.k.new_zeros(m, *self.k.shape[1:])
+        if m > self._k.shape[0]:  # more rows than were allocated: grow once
+            k = self._k.new_zeros(m, *self._k.shape[1:])
             v = torch.zeros_like(k)
         else:
-            k, v = self.k, self.v
+            k, v = self._k, self._v
         # index_select materialises the source rows first, so overlapping in-place copies are safe
         k[:m, :, :length] = self.k[:, :, :length].index_select(0, idx)
         v[:m, :, :length] = self.v[:, :, :length].index_select(0, idx)
-        self.k, self.v, self.active = k, v, m
+        self._k, self._v = k, v
+        self.k, self.v = k[:m], v[:m]
 
 
 class Attention(nn.Module):
@@ -187,7 +202,7 @@ class Attention(nn.Module):
         self.wqkv = nn.Linear(cfg.dim, (cfg.n_head + 2 * cfg.kv_heads) * cfg.head_dim, bias=False)
         self.wo = nn.Linear(cfg.dim, cfg.dim, bias=False)
 
-    def forward(self, x, rope, mask, cache: KVCache | None = None, pos: int = 0):
+    def forward(self, x, rope, mask, cache: KVCache | None = None, slots=None, kv_len: int | None = None):
         B, L, _ = x.shape
         hd = self.head_dim
         q, k, v = self.wqkv(x).split([self.n_head * hd, self.kv_heads * hd, self.kv_heads * hd], dim=-1)
@@ -195,7 +210,7 @@ class Attention(nn.Module):
         k = apply_rope(k.view(B, L, self.kv_heads, hd), rope).transpose(1, 2)
         v = v.view(B, L, self.kv_heads, hd).transpose(1, 2)
         if cache is not None:
-            k, v = cache.update(pos, k, v)
+            k, v = cache.update(slots, k, v, kv_len)
         if self.kv_heads != self.n_head:
             rep = self.n_head // self.kv_heads
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
@@ -222,8 +237,8 @@ class Block(nn.Module):
         self.attention_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
 
-    def forward(self, x, rope, mask, cache=None, pos=0):
-        h = x + self.attention(self.attention_norm(x), rope, mask, cache, pos)
+    def forward(self, x, rope, mask, cache=None, slots=None, kv_len=None):
+        h = x + self.attention(self.attention_norm(x), rope, mask, cache, slots, kv_len)
         return h + self.feed_forward(self.ffn_norm(h))
 
 
@@ -333,14 +348,32 @@ class GPT(nn.Module):
         mask = (k_pos <= q_pos)[None] & key_ok[:, None, :k_len]
         return (mask | (k_pos == q_pos)[None])[:, None]
 
-    def trunk(self, x: torch.Tensor, start: int, mask: torch.Tensor | None,
-              caches: list[KVCache] | None = None) -> torch.Tensor:
-        """Run the blocks on embeddings ``x [B, L, dim]`` at positions ``start..start+L-1`` (with caches:
-        their k/v are written there and attention sees every cached position before)."""
-        rope = self.rope(x.device)[start: start + x.shape[1]][None]
+    def trunk(self, x: torch.Tensor, rope: torch.Tensor, mask: torch.Tensor | None,
+              caches: list[KVCache] | None = None, slots: torch.Tensor | None = None,
+              kv_len: int | None = None) -> torch.Tensor:
+        """Run the blocks on embeddings ``x [B, L, dim]`` rotated by ``rope [1, L, D/2, 2]``. With caches, each
+        layer writes its k/v at ``slots [L]`` and attends the first ``kv_len`` cache slots (None: all of them)."""
         for i, layer in enumerate(self.layers):
-            x = layer(x, rope, mask, caches[i] if caches is not None else None, start)
+            x = layer(x, rope, mask, caches[i] if caches is not None else None, slots, kv_len)
         return x
+
+    @torch.no_grad()
+    def decode_step(self, tokens: torch.Tensor, rope_pos: torch.Tensor, slot: torch.Tensor, caches: list[KVCache],
+                    rope: torch.Tensor, kv_len: int | None = None) -> torch.Tensor:
+        """One cached decode step for every row: fp32 logits ``[B, V]`` after ``tokens [B]``.
+
+        The token sits at sequence position ``rope_pos [1]`` (its RoPE row, gathered from the table ``rope``)
+        and its k/v go to cache slot ``slot [1]``. ``kv_len=None`` is the static-shape form that
+        ``torch.compile`` captures once for every step: the query attends the whole cache through the mask
+        row "slots <= slot". An int attends only the first ``kv_len`` slots, all written, with no mask (eager
+        decoding: SDPA may use its fused kernels)."""
+        x = self.tok_embeddings(tokens)[:, None]
+        mask = None
+        if kv_len is None:
+            seq = caches[0].k.shape[2]
+            mask = (torch.arange(seq, device=slot.device) <= slot).view(1, 1, 1, seq)
+        h = self.trunk(x, rope.index_select(0, rope_pos)[None], mask, caches, slot, kv_len)
+        return self.head(h[:, -1])
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
         return self.output(self.norm(h)).float()
@@ -365,7 +398,7 @@ class GPT(nn.Module):
         x = torch.cat([prefix, self.tok_embeddings(tokens[:, :-1])], dim=1)
         key_ok = self.key_mask(cond_mask if cfg.model_type == "t2i" else None, B, x.shape[1], x.device)
         mask = self.attention_mask(key_ok, 0, x.shape[1])
-        h = self.trunk(x, 0, mask)
+        h = self.trunk(x, self.rope(x.device)[None, : x.shape[1]], mask)
         return self.head(h[:, cfg.cls_token_num - 1:])
 
     # -- caches ---------------------------------------------------------------------------------------

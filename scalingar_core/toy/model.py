@@ -115,6 +115,7 @@ class ToyShapesModel:
         self.grid = (world.grid, world.grid)
         self.defaults = MODEL_DEFAULTS[world.name]
         self.vocab_size = net.gpt.config.vocab_size
+        self.compile_decode = False  # opt-in: torch.compile the static-shape decode step
 
     @property
     def device(self) -> torch.device:
@@ -130,10 +131,10 @@ class ToyShapesModel:
             spec = None  # words are known but not a caption form we can check; still generate
         return ToyCondition(prompt=prompt, ids=ids, features=feats, spec=spec)
 
-    def start(self, condition: ToyCondition, n: int) -> GPTSession:
+    def start(self, condition: ToyCondition, n: int, guidance: bool = True) -> GPTSession:
         if not isinstance(condition, ToyCondition):
             raise TypeError(f"{self.name} needs a condition from its own encode(), got {type(condition).__name__}")
-        return GPTSession(self.net.gpt, condition.features, n)
+        return GPTSession(self.net.gpt, condition.features, n, guidance=guidance, compiled=self.compile_decode)
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:

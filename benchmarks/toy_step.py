@@ -1,0 +1,154 @@
+"""Where a toy decode step goes: model vs engine (ops and time), and the compiled step against eager.
+
+    python benchmarks/toy_step.py [--n 8] [--repeats 3] [--threads 1] [--no-compile]
+
+On the bundled ``toy-shapes`` model (8×8 = 64 steps), ScalingAR with N trajectories (2N rows with CFG),
+gate and scheduler on but set so nothing is pruned (every step does the same work):
+
+1. aten ops per step inside the model's decode step and outside it (the engine: profile, gate,
+   scheduler, sampling, bookkeeping), counted with a dispatch mode — target: engine <= 120;
+2. the engine's share of the step time (model time measured around ``session.step``) — target <= 10 %;
+3. the model's decode step alone, eager against ``torch.compile`` (static shapes), ms per step, and the
+   number of graphs dynamo compiled over all steps — targets: >= 1.5x, one graph (no recompilation).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scalingar_core import registry  # noqa: E402
+from scalingar_core.config import GateConfig, RunConfig, SamplingConfig, SchedulerConfig  # noqa: E402
+from scalingar_core.sampler import generate  # noqa: E402
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts aten ops, split by whether the model's decode step is running."""
+
+    def __init__(self):
+        super().__init__()
+        self.inside = False
+        self.model, self.engine = Counter(), Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        (self.model if self.inside else self.engine)[str(func.overloadpacket)] += 1
+        return func(*args, **(kwargs or {}))
+
+
+class Spy:
+    """Wraps the model's sessions: time spent in ``step`` and whether a step is running (for OpCounter)."""
+
+    def __init__(self, model, counter=None):
+        self.model, self.counter, self.step_s, self.steps = model, counter, 0.0, 0
+        self.start_orig = model.start
+
+    def start(self, condition, n, **kw):
+        session = self.start_orig(condition, n, **kw)
+        step = session.step
+
+        def timed(tokens):
+            if self.counter:
+                self.counter.inside = True
+            t0 = time.perf_counter()
+            out = step(tokens)
+            self.step_s += time.perf_counter() - t0
+            self.steps += 1
+            if self.counter:
+                self.counter.inside = False
+            return out
+        session.step = timed
+        return session
+
+
+def config(n: int) -> RunConfig:
+    return RunConfig(strategy="scalingar", sampling=SamplingConfig(num_trajectories=n, seed=0),
+                     gate=GateConfig(hard_fail=0.0, recovery_window=10**6), scheduler=SchedulerConfig())
+
+
+def run(model, n, counter=None):
+    spy = Spy(model, counter)
+    model.start = spy.start
+    stamps = []
+    try:
+        generate(model, model.encode("two red circles"), config(n), decode_all=False,
+                 callback=lambda e: stamps.append(time.perf_counter()))
+    finally:
+        del model.start
+    total = stamps[-1] - stamps[0]  # first token to last: prefill and image decoding excluded
+    return total / (len(stamps) - 1), spy.step_s / spy.steps, spy.steps
+
+
+def decode_only(model, n, steps, compiled):
+    from scalingar_core.protocol import set_compile
+
+    set_compile(model, compiled)
+    session = model.start(model.encode("two red circles"), n)
+    session.prefill()
+    tokens = torch.zeros(n, dtype=torch.long)
+    t0 = time.perf_counter()
+    session.step(tokens)  # the first compiled step compiles
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(steps - 2):
+        session.step(tokens)
+    set_compile(model, False)
+    return 1000 * (time.perf_counter() - t0) / (steps - 2), first
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-compile", action="store_true")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    model = registry.load("toy-shapes")
+    print(f"toy-shapes, N={args.n} ({2 * args.n} rows with CFG), 64 steps, {args.threads} thread(s)")
+
+    with torch.inference_mode():
+        run(model, args.n)  # warm-up
+        counter = OpCounter()
+        with counter:
+            _, _, steps = run(model, args.n, counter)
+        per_step_model = sum(counter.model.values()) / steps
+        per_step_engine = sum(counter.engine.values()) / (steps + 1)  # the engine also runs after the last step
+        top = ", ".join(f"{k} {v / (steps + 1):.1f}" for k, v in counter.engine.most_common(8))
+        print(f"aten ops per step: model {per_step_model:.0f}, engine {per_step_engine:.0f} (target <= 120)")
+        print(f"  engine's most frequent: {top}")
+        step_ms, model_ms = [], []
+        for _ in range(args.repeats):
+            total, inside, _ = run(model, args.n)
+            step_ms.append(1000 * total)
+            model_ms.append(1000 * inside)
+        s, m = statistics.median(step_ms), statistics.median(model_ms)
+        print(f"step {s:.2f} ms = model {m:.2f} ms + engine {s - m:.2f} ms: engine share {(s - m) / s:.1%} "
+              f"(target <= 10 %; median of {args.repeats})")
+
+        if not args.no_compile:
+            import torch._dynamo.utils as dynamo_utils
+
+            dynamo_utils.counters.clear()
+            compiled, first = decode_only(model, args.n, 64, True)
+            graphs = dynamo_utils.counters["stats"]["unique_graphs"]
+            eager, _ = decode_only(model, args.n, 64, False)
+            eager2, _ = decode_only(model, args.n, 64, False)
+            compiled2, _ = decode_only(model, args.n, 64, True)
+            graphs_after = dynamo_utils.counters["stats"]["unique_graphs"]
+            e, c = statistics.median([eager, eager2]), statistics.median([compiled, compiled2])
+            print(f"decode step alone: eager {e:.3f} ms, compiled {c:.3f} ms: {e / c:.2f}x (target >= 1.5x); "
+                  f"first compiled step {first:.1f} s (compilation); graphs compiled over 2x63 steps: "
+                  f"{graphs_after} (target 1)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
