@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from scalingar_core.llamagen.synthetic import write_tiny_t5
-from scalingar_core.llamagen.text_encoder import T5TextEncoder, clean_prompt, to_left_padding
+from scalingar_core.llamagen.captions import clean_prompt
+from scalingar_core.llamagen.text_encoder import T5TextEncoder, to_left_padding
 
 
 @pytest.fixture(scope="module")
@@ -53,12 +54,65 @@ def test_truncation_warns_with_dropped_count(encoder):
         encoder.encode("a cat")
 
 
-def test_clean_prompt():
-    assert clean_prompt("  A  Photo\tof a CAT ") == "a photo of a cat"
-    text = clean_prompt("see https://example.com/x.png <b>Red</b> dog @someone 192.168.0.1 “quoted” — "
-                        "IMG_1234.jpg 12345678 猫")
-    assert text == 'see red dog "quoted" -'
-    assert clean_prompt("a%20cat") == "a cat"
+# Prompts and what upstream LlamaGen makes of them: its T5Embedder.clean_caption applied twice (as its
+# text_preprocessing does), run on these prompts at commit 5a50452 with ftfy 6.3.1 and beautifulsoup4 4.15.
+UPSTREAM_CLEANED = [
+    ("A corgi (wearing a hat) on a skateboard", "a corgi wearing a hat on a skateboard"),
+    ("a red cube.a blue sphere", "a red cube. a blue sphere"),
+    ("a well-lit, high-contrast, award-winning, state-of-the-art photo",
+     "a well lit, high contrast, award winning, state of the art photo"),
+    ("wallpaper 1920x1080 of a mountain lake", "wallpaper of a mountain lake"),
+    ("a `retro` sign saying 'OPEN'", "a \"retro\" sign saying 'open"),
+    ("cats & dogs | [friends] {forever}", "cats dogs friends forever"),
+    ("Price: $5.99, 50% off!!! Free shipping", "price: $5.99, 50% off!!!"),
+    ("\u201cHello\u201d \u2014 she said\u2026 at 10:30 ", "\"hello\" - she said\u2026 at 10:30"),
+    ("see https://example.com/x.png <b>Red</b> dog @someone 192.168.0.1 IMG_1234.jpg 12345678 \u732b", "see red dog"),
+    ("A photo of a cat", "a photo of a cat"),
+    ("a%20cat on a mat", "a cat on a mat"),
+    ("rgb(255,0,0) car; model jc6640 vs 6640vc231", "rgb 255,0,0 car; model vs"),
+    ("an astronaut riding a horse on mars, 4k, trending on artstation",
+     "an astronaut riding a horse on mars, 4k, trending on artstation"),
+    ('"a quoted prompt"', "a quoted prompt"),
+    ("page 3 of the book, click for details", "of the book"),
+    ("snake_case_words_in_a_caption", "snake case words in a caption"),
+    ("#1 best #12345 product #hashtag", "best product hashtag"),
+    ("a line\\nbreak and a tab\tend -", "a line break and a tab end"),
+]
+
+
+@pytest.mark.parametrize("prompt,expected", UPSTREAM_CLEANED)
+def test_clean_prompt_matches_upstream(prompt, expected):
+    assert clean_prompt(prompt) == expected
+
+
+def _piece_tokenizer():
+    """A sentencepiece-style (metaspace, unigram) tokenizer trained here, with T5's specials: punctuation
+    gets its own pieces, so any cleaning difference shows in the ids."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.Unigram())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    corpus = [p for pair in UPSTREAM_CLEANED for p in pair] * 4
+    tok.train_from_iterator(corpus, trainers.UnigramTrainer(vocab_size=300, special_tokens=["<pad>", "</s>", "<unk>"],
+                                                            unk_token="<unk>"))
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+
+
+def test_t5_token_ids_of_punctuated_prompts_match_upstream_cleaning(encoder):
+    pieces = _piece_tokenizer()
+    enc = T5TextEncoder(encoder.model, pieces, device="cpu", max_length=40)
+    prompts = [p for p, _ in UPSTREAM_CLEANED]
+    ids, mask = enc.tokenize(prompts)
+    expected = pieces([c for _, c in UPSTREAM_CLEANED], max_length=40, padding="max_length", truncation=True,
+                      return_tensors="pt")
+    assert torch.equal(ids, expected["input_ids"]) and torch.equal(mask, expected["attention_mask"])
+    raw = pieces([p.lower() for p in prompts], max_length=40, padding="max_length", truncation=True,
+                 return_tensors="pt")["input_ids"]
+    differs = sum(not torch.equal(a, b) for a, b in zip(ids, raw))
+    assert differs >= 14  # cleaning changes the tokens of most of these prompts: the comparison has teeth
 
 
 def test_offload_moves_weights_back_to_cpu(tmp_path):

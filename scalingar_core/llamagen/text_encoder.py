@@ -1,6 +1,7 @@
 """FLAN-T5 caption features for LlamaGen text-to-image (``shared/llamagen.md`` §3).
 
-T5 runs encoder-only through ``transformers``; prompts are cleaned, tokenized to exactly 120 slots
+T5 runs encoder-only through ``transformers``; prompts are cleaned as upstream cleans them (``captions``),
+tokenized to exactly 120 slots
 (``</s>`` counts as a valid token) and laid out on the GPT's padding side:
 
 * ``left`` (LlamaGen): valid vectors rotated to the end, padding slots zeroed, mask ``[0..0, 1..1]``;
@@ -8,59 +9,14 @@ T5 runs encoder-only through ``transformers``; prompts are cleaned, tokenized to
 """
 from __future__ import annotations
 
-import html
-import re
-import urllib.parse
 import warnings
 from pathlib import Path
 
 import torch
 
+from .captions import clean_prompt
+
 MAX_LENGTH = 120
-
-_URL = re.compile(r"\b(?:https?:|www\.)\S+", re.IGNORECASE)
-_TAG = re.compile(r"<[^>]{1,200}>")
-_HANDLE = re.compile(r"@[\w\d]+\b")
-_CJK = re.compile("[\u3040-\u30ff\u3100-\u312f\u31c0-\u31ef\u31f0-\u31ff\u3200-\u32ff\u3300-\u33ff"
-                  "\u3400-\u4dbf\u4e00-\u9fff]+")
-_DASHES = re.compile("[\u2010-\u2015\u2212\ufe58\ufe63\uff0d]+")
-_QUOTES = {"\u201c": '"', "\u201d": '"', "\u201e": '"', "\u00ab": '"', "\u00bb": '"',
-           "\u2018": "'", "\u2019": "'", "\u201a": "'", "`": "'", "\u00b4": "'"}
-_IP = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b")
-_LONG_DIGITS = re.compile(r"\b\d{6,}\b")
-_FILENAME = re.compile(r"\b[\w-]+\.(?:jpe?g|png|gif|webp|bmp|tiff?|pdf|docx?|zip)\b", re.IGNORECASE)
-_SPACES = re.compile(r"\s+")
-
-
-def _clean_once(text: str) -> str:
-    text = urllib.parse.unquote_plus(str(text)).strip().lower()
-    try:  # optional extras, used when installed (upstream uses both)
-        import ftfy
-        text = ftfy.fix_text(text)
-    except ImportError:
-        pass
-    text = html.unescape(html.unescape(text))
-    text = _URL.sub("", text)
-    try:
-        from bs4 import BeautifulSoup
-        text = BeautifulSoup(text, features="html.parser").get_text()
-    except ImportError:
-        text = _TAG.sub("", text)
-    text = _HANDLE.sub("", text)
-    text = _CJK.sub("", text)
-    text = _DASHES.sub("-", text)
-    text = "".join(_QUOTES.get(c, c) for c in text)
-    text = _IP.sub(" ", text)
-    text = _FILENAME.sub("", text)
-    text = _LONG_DIGITS.sub("", text)
-    return _SPACES.sub(" ", text).strip()
-
-
-def clean_prompt(text: str) -> str:
-    """Caption cleaning in the spirit of the DeepFloyd/PixArt cleaner LlamaGen trains with (applied twice):
-    unquote, lowercase, drop URLs/HTML/@handles/CJK/IPs/file names/long digit runs, normalise dashes and
-    quotes, collapse whitespace. A subset of upstream's rules (no shop-spam word list)."""
-    return _clean_once(_clean_once(text))
 
 
 def to_left_padding(features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
