@@ -27,7 +27,7 @@ class ScalingARTextEncode(ScalingARNode):
     @classmethod
     def execute(cls, model, prompt):
         ar = patcher.ar_model(model)
-        patcher.load(model)
+        patcher.load_for_encoding(model)
         with torch.inference_mode():
             condition = ar.encode(prompt)
         return io.NodeOutput(types.EncodedPrompt(model_name=ar.name, prompt=prompt, condition=condition))

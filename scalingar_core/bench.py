@@ -73,15 +73,17 @@ _MODEL = None
 _LOAD_ERROR: Exception | None = None
 
 
-def _init(model_name: str, models_dir, device):
+def _init(model_name: str, models_dir, device, compile_decode: bool = False):
     import torch
 
     global _MODEL, _LOAD_ERROR
     torch.set_num_threads(1)  # one process per core
     from . import registry
+    from .protocol import set_compile
 
     try:
         _MODEL = registry.load(model_name, models_dir=models_dir, device=device)
+        set_compile(_MODEL, compile_decode)
     except Exception as exc:  # raised again by the first task, so the main process reports it as it is
         _LOAD_ERROR = exc
 
@@ -308,7 +310,7 @@ def write_results(out: Path, summary: dict, records: list[dict]) -> None:
 
 def _generate_all(args, tasks: list[dict], workers: int, start: float) -> list[dict]:
     if workers == 1:
-        _init(args.model, args.models_dir, args.device)
+        _init(args.model, args.models_dir, args.device, args.compile)
         return _progress(map(_run_one, tasks), len(tasks), start)
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
@@ -318,7 +320,7 @@ def _generate_all(args, tasks: list[dict], workers: int, start: float) -> list[d
     done: list[dict] = []
     try:
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=_init,
-                                 initargs=(args.model, args.models_dir, args.device)) as pool:
+                                 initargs=(args.model, args.models_dir, args.device, args.compile)) as pool:
             done = _progress(pool.map(_run_one, tasks, chunksize=8), len(tasks), start, done)
     except BrokenProcessPool:
         raise RunAborted(f"a bench worker died (killed, or out of memory) after {len(done)} of {len(tasks)} "
@@ -371,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="setting overrides applied to every method: inline JSON or the path of a JSON file")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--out", required=True)
+    p.add_argument("--compile", action="store_true", help="torch.compile the decode step (see generate --help)")
     return p
 
 

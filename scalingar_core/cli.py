@@ -62,12 +62,15 @@ def cmd_generate(args) -> int:
     from .plot import plot_trace
     from .sampler import generate
 
+    from .protocol import set_compile
+
     # everything the user gave is checked before the model loads (minutes for LlamaGen)
     config = _config(args)
     out = files.check_output_dir(args.out, "--out")
     trace_path = files.check_output_file(args.trace or out / "trace.json", "--trace")
     check_device(args.device)
     model = _load(args)
+    set_compile(model, args.compile)
     start = time.perf_counter()
     result = generate(model, model.encode(args.prompt), config)
     seconds = time.perf_counter() - start
@@ -160,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", default="out", help="output folder")
     g.add_argument("--trace", default=None, help="trace JSON path (default: OUT/trace.json)")
     g.add_argument("--all", action="store_true", help="also write every surviving candidate as PNG")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the decode step (one graph per batch size; CUDA graphs on GPUs); the first "
+                        "steps of each batch size pay the compilation")
     g.set_defaults(func=cmd_generate)
 
     ls = sub.add_parser("list", help="list registered models")

@@ -147,10 +147,10 @@ class LlamaGenModel:
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         return self.vq.decode_codes(codes, self.grid)
 
-    def memory_estimate(self, n: int) -> int:
+    def memory_estimate(self, n: int, text_encoder: bool = True) -> int:
         """Peak device bytes for ``n`` trajectories: weights + KV cache (2n rows) + VQ + T5 (see
-        :func:`estimate_memory`)."""
-        te = self.text_encoder
+        :func:`estimate_memory`). ``text_encoder=False`` leaves T5 out (a host that manages it apart)."""
+        te = self.text_encoder if text_encoder else None
         t5 = te.parameter_bytes() if te is not None else 0
         dtype_bytes = self.gpt.tok_embeddings.weight.element_size()
         return estimate_memory(self.gpt.config, n, dtype_bytes, self.vq.config, text_encoder_bytes=t5,

@@ -41,10 +41,10 @@ def toy(cenv):
 
 
 def run_sampler(cenv, patcher, cond, strategy="scalingar", n=N_SMALL, seed=0, temperature=0.0, top_k=-1,
-                top_p=0.0, cfg=-1.0, profile=None, gate=None, scheduler=None):
+                top_p=0.0, cfg=-1.0, profile=None, gate=None, scheduler=None, compile=False):
     node = cenv.nodes.sampler.ScalingARSampler
     return node.execute(patcher, cond, strategy, n, seed, temperature, top_k, top_p, cfg,
-                        profile=profile, gate=gate, scheduler=scheduler)
+                        profile=profile, gate=gate, scheduler=scheduler, compile=compile)
 
 
 def policy(cenv):
@@ -257,6 +257,7 @@ def test_loader_returns_a_model_patcher_for_the_bundled_toy(cenv):
 def test_llamagen_family_loads_from_an_extra_folder_and_samples(cenv, tmp_path):
     """A tiny LlamaGen t2i preset in the upstream file layout (GPT .pt, VQ .pt, T5 folder) sitting in a
     second model folder, as extra_model_paths.yaml would add: loader -> encode -> sampler, all glue."""
+    import comfy.model_management as mm
     import folder_paths
     from scalingar_core import registry
     from scalingar_core.llamagen.adapter import load_preset
@@ -275,9 +276,24 @@ def test_llamagen_family_loads_from_an_extra_folder_and_samples(cenv, tmp_path):
         assert "tiny-t2i-comfy-test" in options
         assert not any(o.endswith(("gpt.pt", "vq.pt")) for o in options)  # preset files are not "local" entries
         patcher = cenv.nodes.loader.ScalingARModelLoader.execute("tiny-t2i-comfy-test", "float32", False)[0]
-        assert set(patcher.model.parts.keys()) == {"gpt", "vq", "text_encoder"}  # ComfyUI manages T5 too
+        # T5 has its own patcher, as ComfyUI's text encoders do: it is loaded for encoding and may be
+        # offloaded while the GPT decodes
+        text_patcher = patcher.model.text_encoder_patcher
+        assert set(patcher.model.parts.keys()) == {"gpt", "vq"}
+        assert set(text_patcher.model.parts.keys()) == {"text_encoder"}
+        mm.unload_all_models()
         cond = cenv.nodes.encode.ScalingARTextEncode.execute(patcher, "a red car under the sky")[0]
+        loaded = [lm.model for lm in mm.current_loaded_models]
+        assert any(m is text_patcher for m in loaded) and not any(m is patcher for m in loaded)
+        mm.unload_all_models()  # ComfyUI offloads the text encoder; the conditioning stays usable
         out = run_sampler(cenv, patcher, cond, n=2)
+        loaded = [lm.model for lm in mm.current_loaded_models]
+        assert any(m is patcher for m in loaded) and not any(m is text_patcher for m in loaded)
+        ar = patcher.model.ar
+        decode_only = cenv.nodes.patcher.memory_estimate(ar, 2, patcher.model_size(), text_encoder=False)
+        assert decode_only == ar.memory_estimate(2, text_encoder=False) - patcher.model_size() > 0
+        t5_bytes = ar.text_encoder.parameter_bytes()
+        assert t5_bytes > 0 and ar.memory_estimate(2) - ar.memory_estimate(2, text_encoder=False) == t5_bytes
         image, candidates, trace, entropy_map = out.args
         assert image.shape == (1, 64, 64, 3) and candidates.shape == (2, 64, 64, 3)
         assert entropy_map.shape[0] == 2
@@ -389,6 +405,26 @@ def test_sampler_loads_the_model_through_comfy_model_management(cenv, toy):
     mm.unload_all_models()  # ComfyUI may evict it at any time; the next run must still work
     assert not any(lm.model is patcher for lm in mm.current_loaded_models)
     run_sampler(cenv, patcher, cond, strategy="plain", n=1)
+
+
+def test_compile_toggle_decodes_with_the_compiled_step(cenv, toy):
+    """The sampler's compile toggle reaches the model (traced here with dynamo's eager backend, which counts
+    graphs like inductor without its C++ build); off again, the model decodes eagerly."""
+    import torch._dynamo.utils as dynamo_utils
+    from scalingar_core.llamagen.compile import CompiledDecoder
+
+    patcher, cond = toy
+    ar = patcher.model.ar
+    gpt = ar.net.gpt
+    gpt.__dict__["_compiled_decoder"] = CompiledDecoder(gpt, backend="eager")
+    try:
+        dynamo_utils.counters.clear()
+        out = run_sampler(cenv, patcher, cond, n=2, compile=True)
+        assert dynamo_utils.counters["stats"]["unique_graphs"] >= 1 and out.args[1].shape[0] == 2
+        run_sampler(cenv, patcher, cond, n=2)
+        assert ar.compile_decode is False
+    finally:
+        gpt.__dict__.pop("_compiled_decoder", None)
 
 
 def test_memory_estimate_is_passed_without_double_counting_weights(cenv):
