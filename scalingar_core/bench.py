@@ -29,6 +29,7 @@ from .config import RunConfig, read_overrides, setting_from_text
 from .errors import RunAborted, echo, exit_status
 from .machine import check_device
 from .registry import DEFAULT_MODEL
+from .shard import Shard, gather
 from .trace import json_safe
 
 ABLATIONS = {
@@ -329,28 +330,36 @@ def _generate_all(args, tasks: list[dict], workers: int, start: float) -> list[d
     return done
 
 
-def run(args) -> dict:
+def run(args) -> dict | None:
     entries, methods, base, out = prepare(args)
     # repeated captions are different samples: every (entry, seed) pair gets its own sampling seed, shared
     # by all methods so they are compared on the same random streams
     tasks = [{"entry": e, "method": m, "seed": s * 1_000_003 + i, "n": args.n, "base": base, "reward": args.reward}
              for s in range(args.seeds) for i, e in enumerate(entries) for m in methods]
-    workers = max(1, args.workers)
+    # under torchrun / accelerate launch each rank takes every WORLD_SIZE-th task (see shard.py)
+    shard = Shard.from_env()
+    indices, tasks = zip(*shard.take(tasks)) if tasks else ((), ())
+    args.device = shard.device(args.device)
+    workers = max(1, args.workers) if shard.world_size == 1 else 1  # the launcher's ranks replace the pool
     start = time.perf_counter()
-    records = _generate_all(args, tasks, workers, start)
-    elapsed = time.perf_counter() - start
+    records = _generate_all(args, list(tasks), workers, start)
     if len(records) != len(tasks):  # never replace good results with partial or empty ones
         raise RunAborted(f"only {len(records)} of {len(tasks)} generations finished; the results in {out} are "
                          f"unchanged")
     for r in records:
         r.pop("image", None)
+    records = gather(list(zip(indices, records)), out, "records", shard)
+    shard.close()
+    if records is None:
+        return None  # not rank 0: its records went to rank 0
+    elapsed = time.perf_counter() - start
     summary = summarise(records)
     if args.reward == "checker":
         summary["reward"] = "checker (ORACLE upper bound: Best-of-N and IS see the exact checker)"
     else:
         summary["reward"] = "intrinsic (" + (base or {}).get("baseline", {}).get("score", "token_confidence") + ")"
     summary["meta"] = {"model": args.model, "prompts": len(entries), "seeds": args.seeds, "n": args.n,
-                       "methods": methods, "elapsed_s": elapsed, "workers": workers,
+                       "methods": methods, "elapsed_s": elapsed, "workers": workers * shard.world_size,
                        "command": args.command_line}
     write_results(out, summary, records)
     return summary
@@ -365,7 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-category", type=int, default=100, help="builtin prompts per category")
     p.add_argument("--limit", type=int, default=0, help="use only the first K prompts (0 = all)")
     p.add_argument("--methods", default="plain,best_of_n,importance_sampling,random_prune,scalingar")
-    p.add_argument("--n", type=int, default=8)
+    p.add_argument("--n", "--num-trajectories", dest="n", type=int, default=8,
+                   help="trajectories per image (under torchrun spell it --num-trajectories)")
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--reward", default="intrinsic", choices=["intrinsic", "checker"],
                    help="Best-of-N / IS score: the model's own confidence, or the exact checker (an oracle)")
@@ -386,6 +396,8 @@ def main(argv=None) -> int:
 
     def command() -> int:
         summary = run(args)
+        if summary is None:  # a rank other than 0 of a launcher's run
+            return 0
         print(Path(args.out, "results.md").read_text())
         return 0 if summary["methods"] else 1
     return exit_status(command)

@@ -60,12 +60,22 @@ def cmd_generate(args) -> int:
     from .images import grid_image, to_pil
     from .machine import check_device
     from .plot import plot_trace
-    from .sampler import generate
-
     from .protocol import set_compile
+    from .sampler import generate
 
     # everything the user gave is checked before the model loads (minutes for LlamaGen)
     config = _config(args)
+    if args.prompts:  # one image per prompt of a file, split over a launcher's ranks (see shard.py)
+        from .shard import Shard, generate_batch, read_prompts
+
+        read_prompts(args.prompts)
+        out = files.check_output_dir(args.out, "--out")
+        shard = Shard.from_env()
+        args.device = shard.device(args.device)
+        check_device(args.device)
+        model = _load(args)
+        set_compile(model, args.compile)
+        return generate_batch(model, config, args.prompts, out, shard)
     out = files.check_output_dir(args.out, "--out")
     trace_path = files.check_output_file(args.trace or out / "trace.json", "--trace")
     check_device(args.device)
@@ -149,9 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("generate", help="generate one image")
     model_args(g)
-    g.add_argument("--prompt", required=True)
+    what = g.add_mutually_exclusive_group(required=True)
+    what.add_argument("--prompt")
+    what.add_argument("--prompts", help="a prompt file (.txt: one per line; .jsonl: {\"prompt\": ...} per line): one "
+                                        "image each in OUT/<index>/, shardable with torchrun / accelerate launch")
     g.add_argument("--strategy", default="scalingar", choices=STRATEGIES)
-    g.add_argument("--n", type=int, default=8, help="number of trajectories N")
+    g.add_argument("--n", "--num-trajectories", dest="n", type=int, default=8,
+                   help="number of trajectories N (under torchrun spell it --num-trajectories: torchrun reads --n as its own)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--temperature", type=float, default=None, help="default: the model's own")
     g.add_argument("--top-k", type=int, default=None, help="default: the model's own (0 = off)")
