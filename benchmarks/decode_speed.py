@@ -1,12 +1,17 @@
 """KV-cache decode speed of our LlamaGen GPT, and the analytic peak memory of the paper's setting.
 
     python benchmarks/decode_speed.py [--steps 32] [--ns 1 8] [--device cpu] [--dtype fp32]
+    python benchmarks/decode_speed.py --upstream /path/to/LlamaGen [--repeats 3] [--threads 1]
 
 Speed: GPT-B (t2i layout: 120-token caption prefix, 256 px = 256 image tokens) with random weights, a CFG
 batch of 2N rows, ``--steps`` decode steps after the prefill. Reported: image tokens/s (N per step; the
 uncond rows are the price of CFG and are not counted) and ms per step.
 Memory: GPT-XL at 512 px (1024 tokens), N=8 (16 rows), bf16 weights and KV cache, fp32 VQ, bf16 T5-XL
 encoder; peak = max(decoding, prompt encoding); see ``scalingar_core.llamagen.adapter.estimate_memory``.
+Upstream (``--upstream``, a local checkout of FoundationVision/LlamaGen, not shipped here): its
+``generate()`` and our sampler side by side, interleaved, on the same random GPT-B weights (c2i 256 px,
+N = 8 class labels, CFG 4.0, top-k 2000 as ``sample_c2i.py``): image tokens/s of each (image decoding
+excluded on both sides; ours is plain sampling of N trajectories through the engine).
 """
 from __future__ import annotations
 
@@ -53,6 +58,59 @@ def decode_speed(n: int, steps: int, device: torch.device, dtype: torch.dtype, s
             "image_tokens_per_s": n / per_step, "row_tokens_per_s": 2 * n / per_step}
 
 
+class _NoImages:
+    """Our c2i model around a GPT, without a VQ (images are not part of the comparison)."""
+
+    def __init__(self, gpt):
+        from scalingar_core.llamagen.presets import LLAMAGEN_C2I_DEFAULTS
+
+        self.gpt, self.name, self.vocab_size = gpt, "random-GPT-B", gpt.config.vocab_size
+        self.grid, self.defaults, self.device = (gpt.config.grid,) * 2, LLAMAGEN_C2I_DEFAULTS, torch.device("cpu")
+
+    def start(self, label, n, guidance=True):
+        return GPTSession(self.gpt, torch.tensor([label]), n, guidance=guidance)
+
+    def decode(self, codes):
+        return torch.zeros(codes.shape[0], 3, 16, 16)
+
+
+def upstream_comparison(upstream_dir: str, n: int, repeats: int, device: torch.device) -> dict:
+    import statistics
+
+    from scalingar_core.config import RunConfig, SamplingConfig
+    from scalingar_core.sampler import generate as our_generate
+
+    sys.path.insert(0, str(Path(upstream_dir).resolve()))
+    from autoregressive.models.generate import generate as upstream_generate  # noqa: E402  (their code)
+    from autoregressive.models.gpt import GPT_models  # noqa: E402
+
+    torch.manual_seed(0)
+    cfg = gpt_config("B", "c2i", 256)
+    ours = GPT(cfg).eval()
+    torch.nn.init.normal_(ours.output.weight, std=0.02)  # zero-initialised upstream: flat logits otherwise
+    theirs = GPT_models["GPT-B"](block_size=cfg.block_size, cls_token_num=1, model_type="c2i").eval()
+    theirs.load_state_dict(ours.state_dict(), strict=True)
+    ours, theirs = ours.to(device), theirs.to(device)
+    model = _NoImages(ours)
+    labels = torch.arange(n, device=device) * 97 % 1000
+    config = RunConfig(strategy="best_of_n", sampling=SamplingConfig(num_trajectories=n, cfg_scale=4.0, top_k=2000))
+    const = lambda images: torch.zeros(images.shape[0])  # noqa: E731  (no selection score needed)
+    tokens = n * cfg.block_size
+    times = {"upstream": [], "ours": []}
+    for _ in range(repeats):  # interleaved, so load drift hits both alike
+        t0 = time.perf_counter()
+        upstream_generate(theirs, labels, cfg.block_size, cfg_scale=4.0, temperature=1.0, top_k=2000, top_p=1.0,
+                          sample_logits=True)
+        times["upstream"].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            our_generate(model, 207, config, reward=const, observe=False, decode_all=False)
+        times["ours"].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"n": n, "repeats": repeats, "seconds": med, "tokens_per_s": {k: tokens / v for k, v in med.items()},
+            "speedup": med["upstream"] / med["ours"]}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=32)
@@ -61,11 +119,20 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", default="fp32")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    ap.add_argument("--upstream", default=None, help="a local LlamaGen checkout: compare with its generate()")
+    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     dtype = resolve_dtype(args.dtype, device)
+    if args.upstream:
+        r = upstream_comparison(args.upstream, 8, args.repeats, device)
+        print(f"GPT-B c2i 256 px, N={r['n']} with CFG, {torch.get_num_threads()} thread(s), median of {r['repeats']}:")
+        print(f"  upstream generate(): {r['seconds']['upstream']:.1f} s, {r['tokens_per_s']['upstream']:.1f} image tokens/s")
+        print(f"  ours (plain sampling through the engine): {r['seconds']['ours']:.1f} s, "
+              f"{r['tokens_per_s']['ours']:.1f} image tokens/s: {r['speedup']:.2f}x")
+        return 0
 
     speed = [decode_speed(n, args.steps, device, dtype) for n in args.ns]
     mem = {off: preset_memory(PRESETS["llamagen-t2i-xl-512"], 8, dtype_bytes=2, offload_text_encoder=off)

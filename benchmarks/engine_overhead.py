@@ -5,7 +5,9 @@ Prints, measured side by side in one run:
    batch (8 trajectories, 16 rows with CFG) — target ≤ 1.03; the gate runs in full (with its per-step
    read-back) but is set so it never prunes, so both runs decode the same number of rows;
 2. the fraction of wall-clock saved divided by the fraction of tokens saved when half the trajectories are
-   removed at step T/4 through the engine's real pruning path — target ≥ 0.9.
+   removed at step T/4 through the engine's real pruning path — target ≥ 0.9;
+3. ScalingAR with N trajectories (paper defaults) against one plain sample, decode wall-clock — target ≤ 1.4
+   at N = 8 (``--only-vs-plain`` runs just this).
 
     python benchmarks/engine_overhead.py [--preset B] [--steps 256] [--repeats 3] [--threads 2]
 """
@@ -86,6 +88,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only-vs-plain", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = RandomLlamaGen(args.preset, args.image_size)
@@ -95,6 +98,19 @@ def main() -> None:
           f"{args.threads} threads")
 
     sampling = SamplingConfig(num_trajectories=args.n, seed=0)
+    one = RunConfig(strategy="plain", sampling=SamplingConfig(num_trajectories=1, seed=0))
+    scalingar = RunConfig(strategy="scalingar", sampling=sampling)
+    timed_loop(model, one, observe=False)  # warm-up
+    plain1, sar = [], []
+    for _ in range(args.repeats):  # interleaved
+        plain1.append(timed_loop(model, one, observe=False)[0])
+        sar.append(timed_loop(model, scalingar))
+    p1, s8, s8_tokens = statistics.median(plain1), statistics.median(t for t, _ in sar), sar[0][1]
+    print(f"plain, 1 trajectory     : {p1:.2f} s decode")
+    print(f"ScalingAR, {args.n} trajectories: {s8:.2f} s decode ({s8_tokens} tokens; paper defaults)")
+    print(f"ScalingAR {args.n} / plain 1   : {s8 / p1:.2f}   (target <= 1.4 at N = 8)")
+    if args.only_vs_plain:
+        return
     never_prune = GateConfig(hard_fail=0.0, recovery_window=MAX_WINDOW)  # longer than the image: never
     full = RunConfig(strategy="scalingar", sampling=sampling, gate=never_prune, scheduler=SchedulerConfig())
     plain = RunConfig(strategy="best_of_n", sampling=sampling)
