@@ -114,8 +114,12 @@ class ScalingARSampler(ScalingARNode):
         context = get_executing_context()
         node_id = cls.hidden.unique_id if cls.hidden is not None else None
         reporter = StepReporter(node_id, context.prompt_id if context is not None else None)
-        with torch.inference_mode():
-            result = generate(ar, conditioning.condition, config, callback=reporter)
+        try:
+            with torch.inference_mode():
+                result = generate(ar, conditioning.condition, config, callback=reporter)
+        finally:
+            if compile and callable(getattr(ar, "release_decode_memory", None)):
+                ar.release_decode_memory()  # ComfyUI does not count the compiled step's static KV cache
         summary = json_safe(result.trace.summary())
         entropy_map = to_comfy_images(entropy_panels(result.decoded, result.trace))
         return io.NodeOutput(to_comfy_images(result.image[None]), to_comfy_images(result.images), result.trace,

@@ -144,6 +144,12 @@ class LlamaGenModel:
         return GPTSession(self.gpt, condition.features.to(self.device), n, cond_mask=condition.mask.to(self.device),
                           **options)
 
+    def release_decode_memory(self) -> None:
+        """Free what compiled decoding keeps on the device between runs (its static KV cache)."""
+        from .compile import release_caches
+
+        release_caches(self.gpt)
+
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         return self.vq.decode_codes(codes, self.grid)
 

@@ -60,6 +60,14 @@ class CompiledDecoder:
         return self.compiled(tokens, rope_pos, slot, caches, rope)
 
 
+def release_caches(model: GPT) -> None:
+    """Free the static KV cache a compiled model keeps between runs (a host that shares the device with
+    other models, like ComfyUI, calls this after each image; the next run re-records its CUDA graphs)."""
+    decoder = model.__dict__.get("_compiled_decoder")
+    if decoder is not None:
+        decoder.caches, decoder.owner = None, None
+
+
 def decoder_for(model: GPT) -> CompiledDecoder:
     """The model's compiled decoder, created on first use (compilation itself happens at the first step)."""
     decoder = model.__dict__.get("_compiled_decoder")

@@ -136,6 +136,12 @@ class ToyShapesModel:
             raise TypeError(f"{self.name} needs a condition from its own encode(), got {type(condition).__name__}")
         return GPTSession(self.net.gpt, condition.features, n, guidance=guidance, compiled=self.compile_decode)
 
+    def release_decode_memory(self) -> None:
+        """Free what compiled decoding keeps on the device between runs (its static KV cache)."""
+        from ..llamagen.compile import release_caches
+
+        release_caches(self.net.gpt)
+
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         if codes.dim() != 2 or codes.shape[1] != self.world.tokens:

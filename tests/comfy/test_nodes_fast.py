@@ -421,6 +421,7 @@ def test_compile_toggle_decodes_with_the_compiled_step(cenv, toy):
         dynamo_utils.counters.clear()
         out = run_sampler(cenv, patcher, cond, n=2, compile=True)
         assert dynamo_utils.counters["stats"]["unique_graphs"] >= 1 and out.args[1].shape[0] == 2
+        assert gpt.__dict__["_compiled_decoder"].caches is None  # its static KV cache is not left on the device
         run_sampler(cenv, patcher, cond, n=2)
         assert ar.compile_decode is False
     finally:
