@@ -118,12 +118,11 @@ class _Run:
             # Stage II: per-trajectory guidance, then one token each
             if self.scheduler is not None:
                 self.cfg = self.scheduler.step(t, self.ids, self.cfg, state.d_hat, state.r)
-            self.history.record(t, self.ids, cfg=self.cfg)
             guided = cond if uncond is None else guided_logits(cond, uncond, self.cfg)
             tokens, logprob = sample_tokens(guided, self.s.temperature, self.s.top_k, self.s.top_p,
                                             uniforms[t].index_select(0, self.ids))
-            if self.observe:
-                self.history.record(t, self.ids, token_logprob=logprob)
+            recorded = {"cfg": self.cfg, "token_logprob": logprob} if self.observe else {"cfg": self.cfg}
+            self.history.record(t, self.ids, **recorded)  # one scatter for the step's records
             self.codes[self.ids, t] = tokens
             self.tokens += m
             # Stage III: non-finite rows out, then threshold and pruning (or the baselines' resampling)

@@ -142,13 +142,30 @@ def test_prefill_is_the_same_for_every_n(tiny):
     assert torch.equal(five[:5], one[:1].expand(5, -1)) and torch.equal(five[5:], one[1:].expand(5, -1))
 
 
+def test_without_guidance_only_the_conditional_rows_are_decoded(tiny):
+    """CFG <= 1 (upstream: no guidance): the session holds the n conditional rows, whose logits are those of
+    the conditional half of a guided session."""
+    _, ours = tiny
+    condition = ours.encode(SHORT)
+    guided, alone = ours.start(condition, 3), ours.start(condition, 3, guidance=False)
+    a, b = guided.prefill(), alone.prefill()
+    assert b.shape == (3, a.shape[1]) and torch.allclose(b, a[:3], atol=1e-5)
+    tokens = torch.tensor([1, 2, 3])
+    a, b = guided.step(tokens), alone.step(tokens)
+    assert torch.allclose(b, a[:3], atol=1e-5)
+    guided.keep(torch.tensor([2, 0]))
+    alone.keep(torch.tensor([2, 0]))
+    a, b = guided.step(torch.tensor([4, 5])), alone.step(torch.tensor([4, 5]))
+    assert b.shape[0] == 2 and torch.allclose(b, a[:2], atol=1e-5)
+
+
 def test_scalingar_path_prunes_and_selects(tiny):
     _, ours = tiny
     rows_seen = []
     start = ours.start
 
-    def spy(condition, n):
-        session = start(condition, n)
+    def spy(condition, n, **kw):
+        session = start(condition, n, **kw)
         step = session.step
         session.step = lambda tokens: rows_seen.append(len(tokens)) or step(tokens)
         return session

@@ -97,10 +97,11 @@ class JanusProModel:
         ids = self.prompts.ids(str(prompt))
         return JanusCondition(prompt=str(prompt), ids=ids, uncond_ids=self.prompts.unconditional(ids))
 
-    def start(self, condition, n: int) -> JanusSession:
+    def start(self, condition, n: int, guidance: bool = True) -> JanusSession:
         if isinstance(condition, str):
             condition = self.encode(condition)
-        return JanusSession(self.generator, condition.ids, condition.uncond_ids, n, self.grid[0] * self.grid[1])
+        return JanusSession(self.generator, condition.ids, condition.uncond_ids, n, self.grid[0] * self.grid[1],
+                            guidance=guidance)
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,8 @@ def _cache_keyword(language_model) -> str:
 class JanusSession:
     """Decode ``n`` trajectories of one prompt with ``2n`` rows of a static KV cache."""
 
-    def __init__(self, generator, cond_ids: torch.Tensor, uncond_ids: torch.Tensor, n: int, steps: int):
+    def __init__(self, generator, cond_ids: torch.Tensor, uncond_ids: torch.Tensor, n: int, steps: int,
+                 guidance: bool = True):
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         cond_ids, uncond_ids = cond_ids.reshape(-1), uncond_ids.reshape(-1)
@@ -35,7 +36,8 @@ class JanusSession:
         self.generator = generator
         lm = generator.language_model
         self.device = lm.embed_tokens.weight.device
-        self._prefix = torch.stack([cond_ids, uncond_ids]).to(self.device)  # [2, L]
+        self._halves = 2 if guidance else 1  # without guidance (CFG <= 1) only the conditional rows
+        self._prefix = torch.stack([cond_ids, uncond_ids][: self._halves]).to(self.device)  # [2 or 1, L]
         self._n = n
         self._pos: int | None = None
         self._end = cond_ids.numel() + steps
@@ -61,7 +63,7 @@ class JanusSession:
         embeds = self.generator.language_model.embed_tokens(self._prefix)
         logits = self._run(embeds, 0)  # [2, V]: one conditional, one unconditional row
         self._pos = self._prefix.shape[1]
-        spread = torch.arange(2, device=self.device).repeat_interleave(self._n)  # [0]*n + [1]*n
+        spread = torch.arange(self._halves, device=self.device).repeat_interleave(self._n)  # [0]*n + [1]*n
         self.cache.reorder_cache(spread)
         return logits.index_select(0, spread)
 
@@ -74,7 +76,7 @@ class JanusSession:
         tokens = torch.as_tensor(tokens, device=self.device).long().reshape(-1)
         if tokens.numel() != self._n:
             raise ValueError(f"step() needs one token per trajectory ({self._n}), got {tokens.numel()}")
-        embeds = self.generator.image_embeddings(torch.cat([tokens, tokens]))[:, None]
+        embeds = self.generator.image_embeddings(torch.cat([tokens] * self._halves))[:, None]
         logits = self._run(embeds, self._pos)
         self._pos += 1
         return logits
@@ -87,5 +89,5 @@ class JanusSession:
         if int(rows.min()) < 0 or int(rows.max()) >= self._n:
             raise ValueError(f"keep() rows must be in [0, {self._n}), got {rows.tolist()}")
         if self._pos is not None:  # before prefill there is nothing cached: the rows are spread at prefill
-            self.cache.reorder_cache(torch.cat([rows, rows + self._n]))
+            self.cache.reorder_cache(torch.cat([rows, rows + self._n][: self._halves]))
         self._n = rows.numel()

@@ -86,9 +86,9 @@ class Graph:
 
 
 def sampler_widgets(strategy="scalingar", n=8, seed=0):
-    # strategy, num_trajectories, seed (+ its control_after_generate mode), temperature, top_k, top_p, cfg.
-    # Sentinels: 0 / -1 / 0 / -1 = the model's own defaults (see nodes/sampler.py).
-    return [strategy, n, seed, "fixed", 0.0, -1, 0.0, -1.0]
+    # strategy, num_trajectories, seed (+ its control_after_generate mode), temperature, top_k, top_p, cfg,
+    # compile. Sentinels: 0 / -1 / 0 / -1 = the model's own defaults (see nodes/sampler.py).
+    return [strategy, n, seed, "fixed", 0.0, -1, 0.0, -1.0, False]
 
 
 def scalingar_chain(g, model_node, encode, x, y, title, strategy="scalingar", with_policy=True, n=8):
