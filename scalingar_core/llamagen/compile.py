@@ -40,6 +40,9 @@ class CompiledDecoder:
         w = self.model.tok_embeddings.weight
         if self.caches is None or self.caches[0].k.device != w.device or self.caches[0].k.dtype != w.dtype:
             self.caches = self.model.new_caches(rows)
+        else:  # the mask hides unwritten slots, but 0 x NaN is NaN: leave nothing from the last run behind
+            for cache in self.caches:
+                cache.clear()
         self.owner = session
         return self.caches
 

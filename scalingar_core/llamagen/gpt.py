@@ -169,6 +169,11 @@ class KVCache:
             return self.k, self.v
         return self.k[:, :, :kv_len], self.v[:, :, :kv_len]
 
+    def clear(self) -> None:
+        """Zero the whole allocation (every row, every slot)."""
+        self._k.zero_()
+        self._v.zero_()
+
     def load(self, k: torch.Tensor, v: torch.Tensor) -> None:
         """Rows ``0..B-1``, slots ``0..L-1`` become ``k, v [B, H, L, D]``, and those ``B`` rows the live ones."""
         m, length = k.shape[0], k.shape[2]
