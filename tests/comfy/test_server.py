@@ -149,7 +149,7 @@ def test_every_node_in_object_info_with_expected_inputs(object_info):
     assert ours["ScalingARTextEncode"]["input"]["required"]["prompt"][1]["multiline"] is True
     assert req("ScalingARSampler") == ["model", "conditioning", "strategy", "num_trajectories", "seed",
                                        "temperature", "top_k", "top_p", "cfg_scale"]
-    assert opt("ScalingARSampler") == ["profile", "gate", "scheduler"]
+    assert opt("ScalingARSampler") == ["profile", "gate", "scheduler", "compile"]
     assert ours["ScalingARSampler"]["input"]["required"]["strategy"][1]["options"] == \
         ["scalingar", "plain", "best_of_n", "importance_sampling", "random_prune"]
     # new outputs go at the end: saved workflows link outputs by position
