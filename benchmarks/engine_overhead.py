@@ -46,8 +46,8 @@ class RandomLlamaGen:
     def encode(self, prompt: str):
         return int(prompt)
 
-    def start(self, condition, n):
-        return GPTSession(self.gpt, condition, n)
+    def start(self, condition, n, guidance=True):
+        return GPTSession(self.gpt, condition, n, guidance=guidance)
 
     def decode(self, codes):
         return torch.zeros(codes.shape[0], 3, 16, 16)
