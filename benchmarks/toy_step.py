@@ -26,7 +26,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scalingar_core import registry  # noqa: E402
-from scalingar_core.config import GateConfig, RunConfig, SamplingConfig, SchedulerConfig  # noqa: E402
+from scalingar_core.config import MAX_WINDOW, GateConfig, RunConfig, SamplingConfig, SchedulerConfig  # noqa: E402
 from scalingar_core.sampler import generate  # noqa: E402
 
 
@@ -70,7 +70,7 @@ class Spy:
 
 def config(n: int) -> RunConfig:
     return RunConfig(strategy="scalingar", sampling=SamplingConfig(num_trajectories=n, seed=0),
-                     gate=GateConfig(hard_fail=0.0, recovery_window=10**6), scheduler=SchedulerConfig())
+                     gate=GateConfig(hard_fail=0.0, recovery_window=MAX_WINDOW), scheduler=SchedulerConfig())
 
 
 def run(model, n, counter=None):
