@@ -53,8 +53,9 @@ class PoisonedModel:
     def encode(self, prompt):
         return self.inner.encode(prompt)
 
-    def start(self, condition, n):
-        return PoisonedSession(self.inner.start(condition, n), n, self.victims, self.at, self.value, self.half)
+    def start(self, condition, n, guidance=True):
+        return PoisonedSession(self.inner.start(condition, n, guidance=guidance), n, self.victims, self.at, self.value,
+                               self.half)
 
     def decode(self, codes):
         return self.inner.decode(codes)
