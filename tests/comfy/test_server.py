@@ -25,6 +25,14 @@ import workflow_api  # noqa: E402
 pytestmark = pytest.mark.comfyui
 
 OFFLINE_WORKFLOWS = ["toy_shapes_scalingar", "scalingar_vs_best_of_n"]  # the others need LlamaGen weights
+
+
+def toy_steps() -> int:
+    """Tokens per image of the default toy model, which both offline workflows load."""
+    from scalingar_core import registry
+
+    h, w = registry.entry(registry.DEFAULT_MODEL).info.grid
+    return h * w
 ALL_WORKFLOWS = OFFLINE_WORKFLOWS + ["llamagen_t2i_512_scalingar", "ar_grpo_256_scalingar", "janus_pro_1b_scalingar"]
 NODE_IDS = {"ScalingARModelLoader", "ScalingARTextEncode", "ScalingARConfidenceProfile", "ScalingARTerminationGate",
             "ScalingARGuidanceScheduler", "ScalingARSampler", "ScalingARTracePlot", "ScalingARTraceSave"}
@@ -238,10 +246,10 @@ def test_offline_workflow_runs_with_live_events_image_and_trace(server, object_i
     for tsave in nodes_of(api, "ScalingARTraceSave"):
         saved = outputs[tsave]["scalingar_files"][0]
         trace = json.loads((server.workdir / "output" / saved["subfolder"] / saved["filename"]).read_text())
-        assert trace["steps"] == 64 and trace["strategy"] == "scalingar"
+        assert trace["steps"] == toy_steps() and trace["strategy"] == "scalingar"
     for sampler in samplers:  # throttled: at most 20 progress updates a second, the last token always
         progress = [p for p in run.of_type("progress") if p.get("node") == sampler]
-        assert progress and progress[-1]["value"] == progress[-1]["max"] == 64
+        assert progress and progress[-1]["value"] == progress[-1]["max"] == toy_steps()
         assert len(progress) <= 20 * elapsed + 2, (len(progress), elapsed)
 
 
@@ -327,8 +335,8 @@ def test_cancel_at_thirty_percent_then_run_again(server, object_info):
     assert sent, "never saw the sampler reach 30 %"
     assert run.of_type("execution_interrupted"), [m["type"] for m in run.messages][-10:]
     last = [p["value"] for p in run.of_type("progress") if p.get("node") == sampler][-1]
-    assert last < 64, "the run finished although it was interrupted"
-    print(f"\ninterrupt sent at token {sent[0]}/64, stopped at {last}/64")
+    assert last < toy_steps(), "the run finished although it was interrupted"
+    print(f"\ninterrupt sent at token {sent[0]}/{toy_steps()}, stopped at {last}/{toy_steps()}")
     # The server stays healthy: the same graph with another seed completes.
     api[sampler]["inputs"].update(num_trajectories=4, seed=7)
     again = Run(server, api)
