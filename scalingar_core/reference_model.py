@@ -75,6 +75,11 @@ class ReferenceModel:
     def start(self, condition: torch.Tensor, n: int, guidance: bool = True) -> ReferenceSession:
         return ReferenceSession(self, condition, n, guidance)
 
+    def start_batch(self, conditions: list[torch.Tensor], counts: list[int]) -> ReferenceSession:
+        """One guided session for several runs: ``counts[i]`` rows of ``conditions[i]`` in each half."""
+        rows = torch.cat([c.to(self.device).expand(k, -1) for c, k in zip(conditions, counts)])
+        return ReferenceSession(self, rows, rows.shape[0])
+
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         h, w = self.grid
         colours = self.palette[codes.to(self.device)]  # [n, T, 3]

@@ -103,43 +103,53 @@ class _Run:
         self.removed: dict[int, tuple[int, str]] = {}
         self.events: list[dict] = []
         self.tokens = 0
+        self.uniforms: torch.Tensor | None = None
+        self.state = None  # the profile's state after the latest step
 
     # ------------------------------------------------------------------ the loop
     def run(self, callback) -> GenerationResult:
-        n = self.s.num_trajectories
-        uniforms = stream_table(self.config.sampling.seed, n, self.steps, self.device)  # [T, N], drawn once
-        session = self.model.start(self.condition, n, guidance=self.guided)
+        session = self.model.start(self.condition, self.s.num_trajectories, guidance=self.guided)
         logits = session.prefill()
         for t in range(self.steps):
-            m = self.ids.shape[0]
-            cond, uncond = (logits[:m], logits[m:]) if self.guided else (logits, None)
-            # Stage I: signals and state
-            state = self.profile.step(t, self.ids, cond, uncond, self.cfg, self.s.temperature) if self.observe else None
-            # Stage II: per-trajectory guidance, then one token each
-            if self.scheduler is not None:
-                self.cfg = self.scheduler.step(t, self.ids, self.cfg, state.d_hat, state.r)
-            guided = cond if uncond is None else guided_logits(cond, uncond, self.cfg)
-            tokens, logprob = sample_tokens(guided, self.s.temperature, self.s.top_k, self.s.top_p,
-                                            uniforms[t].index_select(0, self.ids))
-            recorded = {"cfg": self.cfg, "token_logprob": logprob} if self.observe else {"cfg": self.cfg}
-            self.history.record(t, self.ids, **recorded)  # one scatter for the step's records
-            self.codes[self.ids, t] = tokens
-            self.tokens += m
-            # Stage III: non-finite rows out, then threshold and pruning (or the baselines' resampling)
-            rows = self._drop_nonfinite(t, state, guided)
-            if self.gate is not None:
-                rows = _then(rows, self._prune(t, state))
-            if t in self.is_steps:
-                rows = _then(rows, self._resample(t, state))
-            if callback is not None:
-                callback(StepEvent(t, self.steps, lambda t=t, state=state: self._snapshot(t, state)))
+            tokens, rows = self.advance(t, logits, callback)
             if t == self.steps - 1:
                 break
             if rows is not None:
                 session.keep(rows)
-                tokens = tokens.index_select(0, rows)
             logits = session.step(tokens)
-        return self._finish(state)
+        return self.finish()
+
+    def advance(self, t: int, logits: torch.Tensor, callback=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One step of Algorithm 1 on this run's logits (``[cond rows; uncond rows]``, or the conditional
+        rows alone without guidance). Returns the tokens to feed next, already following the rows kept, and
+        those rows (indices into the current batch; None = all kept, in order)."""
+        if self.uniforms is None:
+            self.uniforms = stream_table(self.config.sampling.seed, self.s.num_trajectories, self.steps,
+                                         self.device)  # [T, N], drawn once
+        m = self.ids.shape[0]
+        cond, uncond = (logits[:m], logits[m:]) if self.guided else (logits, None)
+        # Stage I: signals and state
+        state = self.profile.step(t, self.ids, cond, uncond, self.cfg, self.s.temperature) if self.observe else None
+        self.state = state
+        # Stage II: per-trajectory guidance, then one token each
+        if self.scheduler is not None:
+            self.cfg = self.scheduler.step(t, self.ids, self.cfg, state.d_hat, state.r)
+        guided = cond if uncond is None else guided_logits(cond, uncond, self.cfg)
+        tokens, logprob = sample_tokens(guided, self.s.temperature, self.s.top_k, self.s.top_p,
+                                        self.uniforms[t].index_select(0, self.ids))
+        recorded = {"cfg": self.cfg, "token_logprob": logprob} if self.observe else {"cfg": self.cfg}
+        self.history.record(t, self.ids, **recorded)  # one scatter for the step's records
+        self.codes[self.ids, t] = tokens
+        self.tokens += m
+        # Stage III: non-finite rows out, then threshold and pruning (or the baselines' resampling)
+        rows = self._drop_nonfinite(t, state, guided)
+        if self.gate is not None:
+            rows = _then(rows, self._prune(t, state))
+        if t in self.is_steps:
+            rows = _then(rows, self._resample(t, state))
+        if callback is not None:
+            callback(StepEvent(t, self.steps, lambda t=t, state=state: self._snapshot(t, state)))
+        return (tokens if rows is None else tokens.index_select(0, rows)), rows
 
     def _prune(self, t: int, state) -> torch.Tensor | None:
         if t == self.steps - 1 or self.ids.shape[0] <= self.gate.cfg.min_survivors:
@@ -238,8 +248,8 @@ class _Run:
         }
 
     # ------------------------------------------------------------------ the end
-    def _finish(self, state) -> GenerationResult:
-        strategy = self.config.strategy
+    def finish(self) -> GenerationResult:
+        state, strategy = self.state, self.config.strategy
         if strategy in ("best_of_n", "importance_sampling"):
             scores = self._scores(state, self.steps)
         elif state is not None and self.config.profile.selection == "mean":
@@ -321,7 +331,49 @@ def generate(model: ARModel, condition: Any, config: RunConfig | None = None, ca
     ``observe=False`` skips the confidence profile where the strategy does not need it (plain sampling
     at full speed). ``decode_all=False`` decodes only the selected image."""
     config = config or RunConfig()
-    result = _Run(model, condition, config, reward, observe).run(callback)
+    return _decoded(model, _Run(model, condition, config, reward, observe).run(callback), decode_all)
+
+
+@torch.inference_mode()
+def generate_batch(model: ARModel, conditions: list, configs: list[RunConfig], rewards: list | None = None,
+                   decode_all: bool = True) -> list[GenerationResult]:
+    """Several independent generations decoded in one batch: one model forward per step for all of them
+    (a small model on a CPU is bound by per-operation overhead, not by rows). Each run keeps its own profile,
+    gate, scheduler, random streams and trace, and owns a contiguous block of the shared session's rows.
+
+    Needs the model's optional ``start_batch(conditions, counts)`` and runs that all keep the unconditional
+    rows; otherwise (and for a single run) the runs go one at a time through :func:`generate`. The tokens
+    equal a one-at-a-time run's up to floating-point rounding in the batched matmuls."""
+    rewards = rewards or [None] * len(configs)
+    runs = [_Run(model, c, cfg, r, True) for c, cfg, r in zip(conditions, configs, rewards)]
+    start_batch = getattr(model, "start_batch", None)
+    if start_batch is None or len(runs) < 2 or not all(r.guided for r in runs):
+        return [generate(model, c, cfg, reward=r, decode_all=decode_all)
+                for c, cfg, r in zip(conditions, configs, rewards)]
+    session = start_batch(conditions, [r.s.num_trajectories for r in runs])
+    logits = session.prefill()
+    steps = runs[0].steps
+    for t in range(steps):
+        sizes = [r.ids.shape[0] for r in runs]
+        total, offset = sum(sizes), 0
+        tokens, rows, compacted = [], [], False
+        for run, m in zip(runs, sizes):
+            own = torch.cat([logits[offset: offset + m], logits[total + offset: total + offset + m]])
+            next_tokens, kept = run.advance(t, own)
+            compacted |= kept is not None
+            rows.append(offset + (kept if kept is not None else torch.arange(m, device=logits.device)))
+            tokens.append(next_tokens)
+            offset += m
+        if t == steps - 1:
+            break
+        if compacted:
+            session.keep(torch.cat(rows))
+        logits = session.step(torch.cat(tokens))
+    return [_decoded(model, run.finish(), decode_all) for run in runs]
+
+
+def _decoded(model: ARModel, result: GenerationResult, decode_all: bool) -> GenerationResult:
+    """Decode the selected image (and, with ``decode_all``, every candidate, removed ones marked)."""
     device = torch.device(model.device)
     if decode_all:
         images = decode_partial(model, result.codes.to(device)).cpu()

@@ -30,9 +30,9 @@ def out(tmp_path):
 def generations(monkeypatch):
     """Counts model loads and generations, to prove a bad input is refused before any compute."""
     calls = []
-    real_init, real_run = bench._init, bench._run_one
+    real_init, real_run = bench._init, bench._run_job
     monkeypatch.setattr(bench, "_init", lambda *a: calls.append("load") or real_init(*a))
-    monkeypatch.setattr(bench, "_run_one", lambda task: calls.append("generate") or real_run(task))
+    monkeypatch.setattr(bench, "_run_job", lambda job: calls.append("generate") or real_run(job))
     return calls
 
 
@@ -77,8 +77,8 @@ def test_an_unusable_out_folder_is_refused_before_any_generation(generations, tm
 def test_the_output_folder_exists_before_the_first_generation(tmp_path, monkeypatch):
     target = tmp_path / "new" / "out"
     seen = []
-    real = bench._run_one
-    monkeypatch.setattr(bench, "_run_one", lambda task: seen.append(target.is_dir()) or real(task))
+    real = bench._run_job
+    monkeypatch.setattr(bench, "_run_job", lambda job: seen.append(target.is_dir()) or real(job))
     assert bench.main([*SMALL, "--out", str(target)]) == 0
     assert seen and all(seen)
 

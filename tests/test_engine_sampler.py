@@ -299,3 +299,37 @@ def test_trace_records_the_sampled_tokens_log_probability(model):
     values = [v for r in sampled.trace.trajectories for v in r.signals["token_logprob"]]
     assert len(values) == 8 * 64 and all(v is not None and -20 < v <= 0 for v in values)
     assert sum(v < -0.01 for v in values) > 100  # real draws from a spread distribution
+
+
+def test_generate_batch_equals_one_run_at_a_time(model):
+    """Several runs share one session: each gets its own rows of every step's logits and keeps its own
+    policy, streams and trace, so its tokens, removals and choice are those of a run alone."""
+    from scalingar_core.sampler import generate_batch
+
+    configs = [RunConfig(strategy="plain"), RunConfig(strategy="best_of_n"),
+               RunConfig(strategy="importance_sampling", baseline=BaselineConfig(is_fractions=(0.5,))),
+               RunConfig(strategy="random_prune", gate=AGGRESSIVE), RunConfig(gate=AGGRESSIVE),
+               RunConfig(gate=AGGRESSIVE, sampling=SamplingConfig(num_trajectories=5, seed=3))]
+    prompts = ["a", "a", "b", "b", "c", "c"]
+    rows_seen = []
+    start = model.start_batch
+
+    def spy(conditions, counts):
+        session = start(conditions, counts)
+        step = session.step
+        session.step = lambda tokens: rows_seen.append(tokens.numel()) or step(tokens)
+        return session
+
+    model.start_batch = spy
+    try:
+        batched = generate_batch(model, [model.encode(p) for p in prompts], configs)
+    finally:
+        del model.start_batch
+    alone = [generate(model, model.encode(p), c) for p, c in zip(prompts, configs)]
+    assert any(removed(r) for r in alone)  # pruning happened, so compaction inside the batch is exercised
+    for a, b in zip(alone, batched):
+        assert torch.equal(a.codes, b.codes) and a.selected == b.selected and removed(a) == removed(b)
+        assert a.tokens_generated == b.tokens_generated and torch.equal(a.image, b.image)
+    # one shared step per token, fed every run's live trajectories (pruning shrinks the total)
+    assert len(rows_seen) == 63 and rows_seen[0] == 1 + 8 + 8 + 8 + 8 + 5 > rows_seen[-1]
+    assert sum(rows_seen) + 38 == sum(r.tokens_generated for r in batched)

@@ -136,6 +136,15 @@ class ToyShapesModel:
             raise TypeError(f"{self.name} needs a condition from its own encode(), got {type(condition).__name__}")
         return GPTSession(self.net.gpt, condition.features, n, guidance=guidance, compiled=self.compile_decode)
 
+    def start_batch(self, conditions: list[ToyCondition], counts: list[int]) -> GPTSession:
+        """One guided session for several runs (``sampler.generate_batch``): ``counts[i]`` trajectories of
+        ``conditions[i]``, in order, in each half. Toy captions are never padded, so the rows share one mask."""
+        for c in conditions:
+            if not isinstance(c, ToyCondition):
+                raise TypeError(f"{self.name} needs conditions from its own encode(), got {type(c).__name__}")
+        rows = torch.cat([c.features.expand(k, -1, -1) for c, k in zip(conditions, counts)])
+        return GPTSession(self.net.gpt, rows, rows.shape[0], compiled=self.compile_decode)
+
     def release_decode_memory(self) -> None:
         """Free what compiled decoding keeps on the device between runs (its static KV cache)."""
         from ..llamagen.compile import release_caches
