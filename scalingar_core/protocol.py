@@ -16,6 +16,10 @@ The engine never touches a model's internals. It needs four things:
 * ``ARModel.decode(codes)`` turns ``[n, h*w]`` raster-order codes into images ``[n, 3, H, W]`` in ``[0, 1]``;
   the pixels per token are the model's own (16 for LlamaGen's and Janus-Pro's VQ-16), the engine never
   assumes them.
+
+Optional: ``ARModel.start_batch(conditions, counts)`` is one guided session for several runs at once,
+``counts[i]`` rows of ``conditions[i]`` in order in each half; ``sampler.generate_batch`` (the bench) uses it
+to decode many runs with one forward per step, and runs them one at a time where a model lacks it.
 """
 from __future__ import annotations
 
