@@ -28,7 +28,7 @@ from ..llamagen.session import GPTSession
 from ..protocol import ModelInfo, SamplingDefaults
 from . import prompts as toy_prompts
 from . import tokenizer
-from .render import LARGE, SMALL, WORLDS, World
+from .render import LARGE, SMALL, WORLDS, World, world_with
 from .text import CAPTION_LEN, VOCAB, CaptionEncoder, tokenize
 
 NAME = SMALL.name  # the 64-token model (historical name of this module's defaults)
@@ -161,10 +161,7 @@ class ToyShapesModel:
 # ----------------------------------------------------------------------------- weights I/O
 
 def world_of_net(net: ToyNet) -> World:
-    for world in WORLDS.values():
-        if world.tokens == net.gpt.config.block_size:
-            return world
-    raise ValueError(f"no toy world has {net.gpt.config.block_size} tokens")
+    return world_with("tokens", net.gpt.config.block_size)
 
 
 def save_weights(net: ToyNet, path: str | Path = WEIGHTS_FILE, extra_meta: dict | None = None) -> Path:

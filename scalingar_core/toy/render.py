@@ -79,13 +79,18 @@ IMAGE_SIZE, SNAP, MIN_GAP, SIZES = SMALL.image_size, SMALL.snap, SMALL.min_gap, 
 RELATION_MIN_SEPARATION = SMALL.relation_min_separation
 
 
+def world_with(attribute: str, value: int) -> World:
+    """The world whose ``attribute`` (``image_size``, ``tokens``) is ``value``."""
+    for w in WORLDS.values():
+        if getattr(w, attribute) == value:
+            return w
+    raise ValueError(f"no toy world has {attribute} {value}: known "
+                     f"{', '.join(f'{getattr(w, attribute)} ({w.name})' for w in WORLDS.values())}")
+
+
 def world_of_size(image_size: int) -> World:
     """The world whose images are ``image_size`` px square."""
-    for w in WORLDS.values():
-        if w.image_size == image_size:
-            return w
-    raise ValueError(f"no toy world has {image_size}px images: known sizes "
-                     f"{', '.join(f'{w.image_size} ({w.name})' for w in WORLDS.values())}")
+    return world_with("image_size", image_size)
 
 
 @lru_cache(maxsize=None)

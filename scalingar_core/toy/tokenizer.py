@@ -17,7 +17,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from .render import BACKGROUND, COLORS, PALETTE, SHAPES, SMALL, WORLDS, World, shape_mask, world_of_size
+from .render import BACKGROUND, COLORS, PALETTE, SHAPES, SMALL, World, shape_mask, world_of_size, world_with
 
 PATCH = SMALL.snap
 GRID = SMALL.grid  # the small world's 8 (historical name)
@@ -25,11 +25,7 @@ GRID = SMALL.grid  # the small world's 8 (historical name)
 
 def world_of_tokens(count: int) -> World:
     """The world whose images have ``count`` codes."""
-    for w in WORLDS.values():
-        if w.tokens == count:
-            return w
-    raise ValueError(f"no toy world has {count} tokens per image: known "
-                     f"{', '.join(f'{w.tokens} ({w.name})' for w in WORLDS.values())}")
+    return world_with("tokens", count)
 
 
 def patches_of(img: np.ndarray, world: World) -> np.ndarray:
