@@ -339,7 +339,13 @@ def generate_batch(model: ARModel, conditions: list, configs: list[RunConfig], r
                    decode_all: bool = True) -> list[GenerationResult]:
     """Several independent generations decoded in one batch: one model forward per step for all of them
     (a small model on a CPU is bound by per-operation overhead, not by rows). Each run keeps its own profile,
-    gate, scheduler, random streams and trace, and owns a contiguous block of the shared session's rows.
+    gate, scheduler, random streams and trace.
+
+    Rows with the same condition object and the same token history have the same logits in both halves, so
+    the session decodes each distinct history once and every run reads its rows from there. Methods that
+    share a seed draw the same uniforms: Best-of-N, plain, importance sampling and the pruning methods'
+    survivors stay on one history until a scheduler's guidance scale makes a different token win, which
+    roughly halves the rows of the bench's ten methods.
 
     Needs the model's optional ``start_batch(conditions, counts)`` and runs that all keep the unconditional
     rows; otherwise (and for a single run) the runs go one at a time through :func:`generate`. The tokens
@@ -350,25 +356,35 @@ def generate_batch(model: ARModel, conditions: list, configs: list[RunConfig], r
     if start_batch is None or len(runs) < 2 or not all(r.guided for r in runs):
         return [generate(model, c, cfg, reward=r, decode_all=decode_all)
                 for c, cfg, r in zip(conditions, configs, rewards)]
-    session = start_batch(conditions, [r.s.num_trajectories for r in runs])
+    first: dict[int, int] = {}  # id(condition) -> its row: the same object is the same condition
+    for c in conditions:
+        first.setdefault(id(c), len(first))
+    distinct = list({id(c): c for c in conditions}.values())
+    session = start_batch(distinct, [1] * len(distinct))
+    device = torch.device(model.device)
+    # phys[j]: the session row that holds logical row j (the runs' live trajectories, in run order)
+    phys = torch.tensor([first[id(c)] for c, r in zip(conditions, runs) for _ in range(r.s.num_trajectories)],
+                        device=device)
     logits = session.prefill()
     steps = runs[0].steps
     for t in range(steps):
-        sizes = [r.ids.shape[0] for r in runs]
-        total, offset = sum(sizes), 0
-        tokens, rows, compacted = [], [], False
-        for run, m in zip(runs, sizes):
-            own = torch.cat([logits[offset: offset + m], logits[total + offset: total + offset + m]])
-            next_tokens, kept = run.advance(t, own)
-            compacted |= kept is not None
-            rows.append(offset + (kept if kept is not None else torch.arange(m, device=logits.device)))
+        half, vocab = logits.shape[0] // 2, logits.shape[1]
+        offset, rows, tokens = 0, [], []
+        for run in runs:
+            mine = phys[offset: offset + run.ids.shape[0]]
+            offset += mine.shape[0]
+            next_tokens, kept = run.advance(t, torch.cat([logits.index_select(0, mine),
+                                                           logits.index_select(0, mine + half)]))
+            rows.append(mine if kept is None else mine.index_select(0, kept))
             tokens.append(next_tokens)
-            offset += m
         if t == steps - 1:
             break
-        if compacted:
-            session.keep(torch.cat(rows))
-        logits = session.step(torch.cat(tokens))
+        # the next distinct histories: (row it continues, token it appends); exact, no hashing
+        keys, phys = torch.unique(torch.cat(rows) * vocab + torch.cat(tokens), return_inverse=True)
+        source = keys // vocab
+        if source.shape[0] != half or not bool((source == torch.arange(half, device=device)).all()):
+            session.keep(source)  # drops dead histories, copies the ones that split
+        logits = session.step(keys % vocab)
     return [_decoded(model, run.finish(), decode_all) for run in runs]
 
 
