@@ -163,6 +163,25 @@ def within_prompt_auroc(records: list[dict], values_of) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
+FAILURE_KINDS = ("malformed shape", "wrong object", "missing object", "extra object", "wrong relation")
+
+
+def failure_kind(reason: str | None) -> str | None:
+    """The kind of a toy checker's failure reason (None for a pass or an unscored image): a shape that is
+    none of the three, a wanted object drawn as another colour or shape (something missing and something
+    unexpected), an object missing, an extra object, or the right objects in the wrong relation."""
+    if not reason or reason.startswith("ok"):
+        return None
+    if reason.startswith("malformed"):
+        return "malformed shape"
+    missing, extra = reason.startswith("missing"), "unexpected" in reason
+    if missing and extra:
+        return "wrong object"
+    if missing or extra:
+        return "missing object" if missing else "extra object"
+    return "wrong relation"
+
+
 def summarise(records: list[dict]) -> dict:
     by_method: dict[str, list[dict]] = defaultdict(list)
     for r in records:
@@ -187,6 +206,9 @@ def summarise(records: list[dict]) -> dict:
             "mixed_outcome_prompts": sum(1 for r in scored if len({ok for ok in r["final_ok"] or [] if ok is not None}) == 2),
             "removed_per_image": float(np.mean([sum(1 for ok in r["final_ok"] or [] if ok is None) for r in scored]))
             if scored else None,
+            # share of the scored images failing for each reason (they sum to 1 − accuracy)
+            "failures": {k: sum(failure_kind(r["reason"]) == k for r in scored) / len(scored) for k in FAILURE_KINDS}
+            if scored else {},
         }
     full = [r for r in by_method.get("best_of_n", []) if r["final_ok"]]
     oracle = float(np.mean([any(r["final_ok"]) for r in full])) if full else None
@@ -202,19 +224,39 @@ def _fmt(x, pct=True):
 
 def write_markdown(summary: dict, meta: dict, path: Path) -> None:
     cats = sorted({c for m in summary["methods"].values() for c in m["accuracy"]["per_category"]})
+    def auc(x):
+        return "–" if x is None else f"{x:.3f}"
+
+    elapsed = meta.get("elapsed_s")
     lines = [f"# Benchmark: {meta['model']}, {meta['prompts']} prompts × {meta['seeds']} seeds, N={meta['n']}", "",
-             f"Command: `{meta['command']}`", "",
-             "| method | accuracy % | " + " | ".join(cats) + " | tokens/image | AUROC C@25% | @50% | @75% | wall s |",
-             "|---|---|" + "---|" * len(cats) + "---|---|---|---|---|"]
+             f"Command: `{meta['command']}`" + (f" ({elapsed / 60:.1f} min, {meta.get('workers')} worker processes)"
+                                                 if elapsed else ""), "",
+             "| method | accuracy % | " + " | ".join(cats) + " | tokens/image | removed/image | AUROC C@25% | @50% | "
+             "@75% | wall s |",
+             "|---|---|" + "---|" * len(cats) + "---|---|---|---|---|---|"]
     for name, m in summary["methods"].items():
         a = m["auroc_within_prompt"]
+        removed = m.get("removed_per_image")
         lines.append(f"| {name} | {_fmt(m['accuracy']['overall'])} | "
                      + " | ".join(_fmt(m["accuracy"]["per_category"].get(c)) for c in cats)
-                     + f" | {m['tokens_per_image']:.0f} | "
-                     + " | ".join("–" if a[f] is None else f"{a[f]:.3f}" for f in ("0.25", "0.5", "0.75"))
-                     + f" | {m['wall_s']:.0f} |")
+                     + f" | {m['tokens_per_image']:.0f} | {'–' if removed is None else f'{removed:.2f}'} | "
+                     + " | ".join(auc(a[f]) for f in ("0.25", "0.5", "0.75")) + f" | {m['wall_s']:.0f} |")
     lines += ["", f"Oracle best-of-N (any of the N Best-of-N candidates passes): {_fmt(summary['oracle_best_of_n'])} %",
               f"Random pick (mean pass rate of the N Best-of-N candidates): {_fmt(summary['random_pick'])} %", ""]
+    signals = sorted({k for m in summary["methods"].values() for k in m.get("auroc_final_signals", {})})
+    if signals:
+        lines += ["Within-prompt AUROC of each surviving trajectory's value for its own final correctness (final "
+                  "state, or the mean over the trajectory for `mean_*`; 0.5 = chance, below 0.5 = points the wrong "
+                  "way):", "", "| method | " + " | ".join(signals) + " |", "|---|" + "---|" * len(signals)]
+        lines += [f"| {name} | " + " | ".join(auc(m["auroc_final_signals"].get(k)) for k in signals) + " |"
+                  for name, m in summary["methods"].items() if m.get("auroc_final_signals")]
+        lines.append("")
+    if any(m.get("failures") for m in summary["methods"].values()):
+        lines += ["Why images fail (% of images, by the checker's reason):", "",
+                  "| method | " + " | ".join(FAILURE_KINDS) + " |", "|---|" + "---|" * len(FAILURE_KINDS)]
+        lines += [f"| {name} | " + " | ".join(_fmt(m["failures"].get(k)) for k in FAILURE_KINDS) + " |"
+                  for name, m in summary["methods"].items() if m.get("failures")]
+        lines.append("")
     files.write_text(path, "\n".join(lines))
 
 

@@ -46,3 +46,38 @@ def test_auroc():
     assert bench.auroc([0.1, 0.9], [True, False]) == 0.0
     assert bench.auroc([0.5, 0.5], [True, False]) == 0.5
     assert bench.auroc([0.5, 0.6], [True, True]) is None
+
+
+def test_failure_kinds_follow_the_checker_and_reach_the_markdown(tmp_path):
+    """Scenes rendered from one spec and checked against another fail for the reason the bench names."""
+    from scalingar_core.toy.checker import check
+    from scalingar_core.toy.render import render_spec
+
+    def obj(color, shape):
+        return {"color": color, "shape": shape}
+
+    red, blue = obj("red", "circle"), obj("blue", "square")
+    left = {"objects": [red, blue], "relation": {"type": "left_of", "subject": 0, "reference": 1}}
+    right = {"objects": [red, blue], "relation": {"type": "right_of", "subject": 0, "reference": 1}}
+    _, drawn_left = render_spec(left, 0)
+    cases = [({"objects": [red]}, {"objects": [red]}, None),
+             ({"objects": [red]}, {"objects": [blue]}, "wrong object"),
+             ({"objects": [red]}, {"objects": [red, red]}, "missing object"),
+             ({"objects": [red, red]}, {"objects": [red]}, "extra object"),
+             (left, right, "wrong relation")]
+    records = []
+    for drawn, wanted, kind in cases:
+        image = drawn_left if drawn is left else render_spec(drawn, 0)[1]
+        reason = check(image, wanted).reason
+        assert bench.failure_kind(reason) == kind, reason
+        records.append({"method": "m", "category": "c", "passed": kind is None, "reason": reason, "tokens": 1,
+                        "wall_s": 0.0, "final_ok": [kind is None], "c_at": {}, "signals": {"C": [0.5]}})
+    assert bench.failure_kind("malformed red shape at (0, 0) (box 3×3, 5 px): not a circle") == "malformed shape"
+    failures = bench.summarise(records)["methods"]["m"]["failures"]
+    assert failures == {"malformed shape": 0, "wrong object": 0.2, "missing object": 0.2, "extra object": 0.2,
+                        "wrong relation": 0.2}
+    summary = bench.summarise(records)
+    bench.write_markdown(summary, {"model": "toy", "prompts": 5, "seeds": 1, "n": 1, "command": "x"},
+                         tmp_path / "r.md")
+    text = (tmp_path / "r.md").read_text()
+    assert "| m | 0.0 | 20.0 | 20.0 | 20.0 | 20.0 |" in text and "| method | C |" in text
