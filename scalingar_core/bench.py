@@ -245,9 +245,9 @@ def write_markdown(summary: dict, meta: dict, path: Path) -> None:
               f"Random pick (mean pass rate of the N Best-of-N candidates): {_fmt(summary['random_pick'])} %", ""]
     signals = sorted({k for m in summary["methods"].values() for k in m.get("auroc_final_signals", {})})
     if signals:
-        lines += ["Within-prompt AUROC of each surviving trajectory's value for its own final correctness (final "
-                  "state, or the mean over the trajectory for `mean_*`; 0.5 = chance, below 0.5 = points the wrong "
-                  "way):", "", "| method | " + " | ".join(signals) + " |", "|---|" + "---|" * len(signals)]
+        lines += [("Within-prompt AUROC of each surviving trajectory's value for its own final correctness (final "
+                   "state, or the mean over the trajectory for `mean_*`; 0.5 = chance, below 0.5 = points the wrong "
+                   "way):"), "", "| method | " + " | ".join(signals) + " |", "|---|" + "---|" * len(signals)]
         lines += [f"| {name} | " + " | ".join(auc(m["auroc_final_signals"].get(k)) for k in signals) + " |"
                   for name, m in summary["methods"].items() if m.get("auroc_final_signals")]
         lines.append("")
