@@ -182,6 +182,18 @@ def failure_kind(reason: str | None) -> str | None:
     return "wrong relation"
 
 
+def selection_accuracy(records: list[dict], signal: str) -> float | None:
+    """Accuracy had each image been the surviving candidate with the highest ``signal`` (the first on ties):
+    what choosing by that signal instead of the method's own score would have given, on the same candidates."""
+    picks = []
+    for r in records:
+        pairs = [(v, ok) for v, ok in zip(r.get("signals", {}).get(signal) or [], r["final_ok"] or [])
+                 if v is not None and ok is not None]
+        if pairs:
+            picks.append(max(pairs, key=lambda p: p[0])[1])
+    return float(np.mean(picks)) if picks else None
+
+
 def summarise(records: list[dict]) -> dict:
     by_method: dict[str, list[dict]] = defaultdict(list)
     for r in records:
@@ -195,6 +207,7 @@ def summarise(records: list[dict]) -> dict:
         aurocs = {str(f): within_prompt_auroc(scored, lambda r, f=f: r["c_at"].get(str(f))) for f in FRACTIONS}
         names = sorted({k for r in scored for k in r.get("signals", {})})
         signal_aurocs = {k: within_prompt_auroc(scored, lambda r, k=k: r["signals"].get(k)) for k in names}
+        selections = {k: selection_accuracy(scored, k) for k in names}
         methods[name] = {
             "accuracy": {"overall": float(np.mean([r["passed"] for r in scored])) if scored else None,
                          "per_category": {c: float(np.mean(v)) for c, v in sorted(per_cat.items())}},
@@ -203,6 +216,7 @@ def summarise(records: list[dict]) -> dict:
             "images": len(rs),
             "auroc_within_prompt": aurocs,
             "auroc_final_signals": signal_aurocs,
+            "accuracy_if_selected_by": selections,
             "mixed_outcome_prompts": sum(1 for r in scored if len({ok for ok in r["final_ok"] or [] if ok is not None}) == 2),
             "removed_per_image": float(np.mean([sum(1 for ok in r["final_ok"] or [] if ok is None) for r in scored]))
             if scored else None,
@@ -250,6 +264,11 @@ def write_markdown(summary: dict, meta: dict, path: Path) -> None:
                    "way):"), "", "| method | " + " | ".join(signals) + " |", "|---|" + "---|" * len(signals)]
         lines += [f"| {name} | " + " | ".join(auc(m["auroc_final_signals"].get(k)) for k in signals) + " |"
                   for name, m in summary["methods"].items() if m.get("auroc_final_signals")]
+        lines += ["", "Accuracy % had each image been the surviving candidate with the highest value of each signal "
+                  "(the same candidates, another choice):", "",
+                  "| method | " + " | ".join(signals) + " |", "|---|" + "---|" * len(signals)]
+        lines += [f"| {name} | " + " | ".join(_fmt(m["accuracy_if_selected_by"].get(k)) for k in signals) + " |"
+                  for name, m in summary["methods"].items() if m.get("accuracy_if_selected_by")]
         lines.append("")
     if any(m.get("failures") for m in summary["methods"].values()):
         lines += ["Why images fail (% of images, by the checker's reason):", "",

@@ -81,3 +81,16 @@ def test_failure_kinds_follow_the_checker_and_reach_the_markdown(tmp_path):
                          tmp_path / "r.md")
     text = (tmp_path / "r.md").read_text()
     assert "| m | 0.0 | 20.0 | 20.0 | 20.0 | 20.0 |" in text and "| method | C |" in text
+
+
+def test_accuracy_if_selected_by_a_signal_picks_the_highest_survivor():
+    def record(values, oks):
+        return {"method": "m", "category": "c", "passed": oks[0] is True, "reason": None, "tokens": 1, "wall_s": 0.0,
+                "final_ok": oks, "c_at": {}, "signals": {"s": values}}
+
+    records = [record([0.1, 0.9, 0.5], [False, True, False]),  # the highest passes
+               record([0.8, None, 0.2], [False, None, True]),  # a removed candidate (None) is never chosen
+               record([0.3, 0.3], [True, False])]  # ties: the first
+    assert bench.selection_accuracy(records, "s") == pytest.approx(2 / 3)
+    assert bench.selection_accuracy(records, "absent") is None
+    assert bench.summarise(records)["methods"]["m"]["accuracy_if_selected_by"] == {"s": pytest.approx(2 / 3)}
