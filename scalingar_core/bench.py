@@ -194,6 +194,19 @@ def selection_accuracy(records: list[dict], signal: str) -> float | None:
     return float(np.mean(picks)) if picks else None
 
 
+def paired_difference(a: list[dict], b: list[dict]) -> dict | None:
+    """Accuracy of ``a`` minus ``b`` on the (prompt, seed) pairs both scored, with the standard error of the
+    paired differences (both methods see the same prompts and random streams, so pairing removes the
+    prompts' own difficulty from the noise)."""
+    passed = {(r["id"], r["seed"]): r["passed"] for r in b if r["passed"] is not None}
+    diffs = [float(r["passed"]) - float(passed[(r["id"], r["seed"])]) for r in a
+             if r["passed"] is not None and (r["id"], r["seed"]) in passed]
+    if len(diffs) < 2:
+        return None
+    return {"diff": float(np.mean(diffs)), "se": float(np.std(diffs, ddof=1) / np.sqrt(len(diffs))),
+            "pairs": len(diffs)}
+
+
 def summarise(records: list[dict]) -> dict:
     by_method: dict[str, list[dict]] = defaultdict(list)
     for r in records:
@@ -224,6 +237,9 @@ def summarise(records: list[dict]) -> dict:
             "failures": {k: sum(failure_kind(r["reason"]) == k for r in scored) / len(scored) for k in FAILURE_KINDS}
             if scored else {},
         }
+    if "best_of_n" in by_method:
+        for name in methods:
+            methods[name]["vs_best_of_n"] = paired_difference(by_method[name], by_method["best_of_n"])
     full = [r for r in by_method.get("best_of_n", []) if r["final_ok"]]
     oracle = float(np.mean([any(r["final_ok"]) for r in full])) if full else None
     random_pick = float(np.mean([np.mean(r["final_ok"]) for r in full])) if full else None
@@ -236,25 +252,31 @@ def _fmt(x, pct=True):
     return f"{100 * x:.1f}" if pct else f"{x:.0f}"
 
 
+def _paired(d: dict | None) -> str:
+    return "–" if d is None else f"{100 * d['diff']:+.1f} ± {100 * d['se']:.1f}"
+
+
 def write_markdown(summary: dict, meta: dict, path: Path) -> None:
     cats = sorted({c for m in summary["methods"].values() for c in m["accuracy"]["per_category"]})
     def auc(x):
         return "–" if x is None else f"{x:.3f}"
 
     elapsed = meta.get("elapsed_s")
+    batched = meta.get("batched", False)  # a batch's time is shared equally by its methods: no wall column
     lines = [f"# Benchmark: {meta['model']}, {meta['prompts']} prompts × {meta['seeds']} seeds, N={meta['n']}", "",
              f"Command: `{meta['command']}`" + (f" ({elapsed / 60:.1f} min, {meta.get('workers')} worker processes)"
                                                  if elapsed else ""), "",
              "| method | accuracy % | " + " | ".join(cats) + " | tokens/image | removed/image | AUROC C@25% | @50% | "
-             "@75% | wall s |",
-             "|---|---|" + "---|" * len(cats) + "---|---|---|---|---|---|"]
+             "@75% | vs best_of_n (paired, ± 1 SE) |" + ("" if batched else " wall s |"),
+             "|---|---|" + "---|" * len(cats) + "---|---|---|---|---|---|" + ("" if batched else "---|")]
     for name, m in summary["methods"].items():
         a = m["auroc_within_prompt"]
         removed = m.get("removed_per_image")
         lines.append(f"| {name} | {_fmt(m['accuracy']['overall'])} | "
                      + " | ".join(_fmt(m["accuracy"]["per_category"].get(c)) for c in cats)
                      + f" | {m['tokens_per_image']:.0f} | {'–' if removed is None else f'{removed:.2f}'} | "
-                     + " | ".join(auc(a[f]) for f in ("0.25", "0.5", "0.75")) + f" | {m['wall_s']:.0f} |")
+                     + " | ".join(auc(a[f]) for f in ("0.25", "0.5", "0.75"))
+                     + f" | {_paired(m.get('vs_best_of_n'))} |" + ("" if batched else f" {m['wall_s']:.0f} |"))
     lines += ["", f"Oracle best-of-N (any of the N Best-of-N candidates passes): {_fmt(summary['oracle_best_of_n'])} %",
               f"Random pick (mean pass rate of the N Best-of-N candidates): {_fmt(summary['random_pick'])} %", ""]
     signals = sorted({k for m in summary["methods"].values() for k in m.get("auroc_final_signals", {})})
@@ -445,6 +467,7 @@ def run(args) -> dict | None:
         summary["reward"] = "intrinsic (" + (base or {}).get("baseline", {}).get("score", "token_confidence") + ")"
     summary["meta"] = {"model": args.model, "prompts": len(entries), "seeds": args.seeds, "n": args.n,
                        "methods": methods, "elapsed_s": elapsed, "workers": workers * shard.world_size,
+                       "batched": args.batch,
                        "command": args.command_line}
     write_results(out, summary, records)
     return summary

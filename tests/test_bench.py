@@ -1,6 +1,7 @@
 """The benchmark CLI on a 2-prompt run: results.json schema, markdown, trade-off plot, method parsing."""
 import json
 
+import numpy as np
 import pytest
 
 from scalingar_core import bench
@@ -94,3 +95,15 @@ def test_accuracy_if_selected_by_a_signal_picks_the_highest_survivor():
     assert bench.selection_accuracy(records, "s") == pytest.approx(2 / 3)
     assert bench.selection_accuracy(records, "absent") is None
     assert bench.summarise(records)["methods"]["m"]["accuracy_if_selected_by"] == {"s": pytest.approx(2 / 3)}
+
+
+def test_paired_difference_against_best_of_n():
+    def record(method, pid, seed, passed):
+        return {"id": pid, "seed": seed, "method": method, "passed": passed}
+
+    a = [record("x", "p", 0, True), record("x", "p", 1, True), record("x", "q", 0, False), record("x", "r", 0, True)]
+    b = [record("b", "p", 0, False), record("b", "p", 1, True), record("b", "q", 0, False)]  # no ("r", 0)
+    d = bench.paired_difference(a, b)
+    assert d["pairs"] == 3 and d["diff"] == pytest.approx(1 / 3)
+    assert d["se"] == pytest.approx(float(np.std([1, 0, 0], ddof=1)) / np.sqrt(3))
+    assert bench.paired_difference(a[:1], b) is None
