@@ -345,7 +345,8 @@ def generate_batch(model: ARModel, conditions: list, configs: list[RunConfig], r
     the session decodes each distinct history once and every run reads its rows from there. Methods that
     share a seed draw the same uniforms: Best-of-N, plain, importance sampling and the pruning methods'
     survivors stay on one history until a scheduler's guidance scale makes a different token win, which
-    roughly halves the rows of the bench's ten methods.
+    roughly halves the rows of the bench's ten methods. A model that decodes with a compiled step keeps
+    one row per trajectory instead (a steady batch size, so no recompilation).
 
     Needs the model's optional ``start_batch(conditions, counts)`` and runs that all keep the unconditional
     rows; otherwise (and for a single run) the runs go one at a time through :func:`generate`. The tokens
@@ -356,15 +357,21 @@ def generate_batch(model: ARModel, conditions: list, configs: list[RunConfig], r
     if start_batch is None or len(runs) < 2 or not all(r.guided for r in runs):
         return [generate(model, c, cfg, reward=r, decode_all=decode_all)
                 for c, cfg, r in zip(conditions, configs, rewards)]
-    first: dict[int, int] = {}  # id(condition) -> its row: the same object is the same condition
-    for c in conditions:
-        first.setdefault(id(c), len(first))
-    distinct = list({id(c): c for c in conditions}.values())
-    session = start_batch(distinct, [1] * len(distinct))
     device = torch.device(model.device)
-    # phys[j]: the session row that holds logical row j (the runs' live trajectories, in run order)
-    phys = torch.tensor([first[id(c)] for c, r in zip(conditions, runs) for _ in range(r.s.num_trajectories)],
-                        device=device)
+    counts = [r.s.num_trajectories for r in runs]
+    # A compiled step costs one compilation per batch size, and shared histories change the size at almost
+    # every step: share them only when decoding eagerly.
+    share = not getattr(model, "compile_decode", False)
+    if share:
+        first: dict[int, int] = {}  # id(condition) -> its row: the same object is the same condition
+        for c in conditions:
+            first.setdefault(id(c), len(first))
+        session = start_batch(list({id(c): c for c in conditions}.values()), [1] * len(first))
+        # phys[j]: the session row that holds logical row j (the runs' live trajectories, in run order)
+        phys = torch.tensor([first[id(c)] for c, k in zip(conditions, counts) for _ in range(k)], device=device)
+    else:
+        session = start_batch(conditions, counts)
+        phys = torch.arange(sum(counts), device=device)
     logits = session.prefill()
     steps = runs[0].steps
     for t in range(steps):
@@ -379,12 +386,15 @@ def generate_batch(model: ARModel, conditions: list, configs: list[RunConfig], r
             tokens.append(next_tokens)
         if t == steps - 1:
             break
-        # the next distinct histories: (row it continues, token it appends); exact, no hashing
-        keys, phys = torch.unique(torch.cat(rows) * vocab + torch.cat(tokens), return_inverse=True)
-        source = keys // vocab
+        source, fed = torch.cat(rows), torch.cat(tokens)
+        if share:  # the next distinct histories: (row it continues, token it appends); exact, no hashing
+            keys, phys = torch.unique(source * vocab + fed, return_inverse=True)
+            source, fed = keys // vocab, keys % vocab
+        else:
+            phys = torch.arange(source.shape[0], device=device)
         if source.shape[0] != half or not bool((source == torch.arange(half, device=device)).all()):
-            session.keep(source)  # drops dead histories, copies the ones that split
-        logits = session.step(keys % vocab)
+            session.keep(source)  # drops dead rows, copies the histories that split
+        logits = session.step(fed)
     return [_decoded(model, run.finish(), decode_all) for run in runs]
 
 

@@ -336,6 +336,18 @@ def test_generate_batch_equals_one_run_at_a_time(model):
     # runs of one prompt that share a seed share rows (IS's resampled rows come from the same set)
     first_tokens = {(p, int(x)) for p, r in zip(prompts, alone) for x in r.codes[:, 0]}
     assert len(rows_seen) == 63 and rows_seen[0] == len(first_tokens) < 1 + 8 + 8 + 8 + 8 + 5
-    # at least plain's row rides on Best-of-N's first trajectory at every step (the last step feeds nobody)
-    last = sum(len(r.trace.trajectories) - len(removed(r)) for r in batched)
+    # at least plain's row rides on Best-of-N's first trajectory at every step; each trajectory's last token
+    # (at its removal or at the end) is generated but never fed
+    last = sum(len(r.trace.trajectories) for r in batched)
     assert sum(rows_seen) <= sum(r.tokens_generated for r in batched) - last - 63
+    # a model decoding with a compiled step keeps one row per live trajectory (no size change per split)
+    rows_seen.clear()
+    model.start_batch, model.compile_decode = spy, True
+    try:
+        unshared = generate_batch(model, [encoded[p] for p in prompts], configs)
+    finally:
+        del model.start_batch, model.compile_decode
+    for a, b in zip(alone, unshared):
+        assert torch.equal(a.codes, b.codes) and a.selected == b.selected and removed(a) == removed(b)
+    assert rows_seen[0] == last == 1 + 8 + 8 + 8 + 8 + 5 > rows_seen[-1]
+    assert sum(rows_seen) + last == sum(r.tokens_generated for r in unshared)
