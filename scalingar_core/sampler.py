@@ -376,7 +376,7 @@ def generate_batch(model: ARModel, conditions: list, configs: list[RunConfig], r
     steps = runs[0].steps
     for t in range(steps):
         half, vocab = logits.shape[0] // 2, logits.shape[1]
-        offset, rows, tokens = 0, [], []
+        offset, rows, tokens, compacted = 0, [], [], False
         for run in runs:
             mine = phys[offset: offset + run.ids.shape[0]]
             offset += mine.shape[0]
@@ -384,15 +384,17 @@ def generate_batch(model: ARModel, conditions: list, configs: list[RunConfig], r
                                                            logits.index_select(0, mine + half)]))
             rows.append(mine if kept is None else mine.index_select(0, kept))
             tokens.append(next_tokens)
+            compacted |= kept is not None
         if t == steps - 1:
             break
         source, fed = torch.cat(rows), torch.cat(tokens)
         if share:  # the next distinct histories: (row it continues, token it appends); exact, no hashing
-            keys, phys = torch.unique(source * vocab + fed, return_inverse=True)
+            keys, phys = torch.unique(source * vocab + fed, return_inverse=True)  # reads back the count
             source, fed = keys // vocab, keys % vocab
-        else:
+            compacted = source.shape[0] != half or not bool((source == torch.arange(half, device=device)).all())
+        elif compacted:
             phys = torch.arange(source.shape[0], device=device)
-        if source.shape[0] != half or not bool((source == torch.arange(half, device=device)).all()):
+        if compacted:
             session.keep(source)  # drops dead rows, copies the histories that split
         logits = session.step(fed)
     return [_decoded(model, run.finish(), decode_all) for run in runs]
