@@ -38,7 +38,8 @@ PROFILE_FIELDS = {
                               "window, each trajectory's own past, or this step only."),
     "eps": dict(min=1e-9, max=0.0099, step=1e-6, round=1e-9, tip="Epsilon in the normalisations."),
     "selection": dict(options=CHOICES["selection"],
-                      tip="Output: the survivor with the highest final C, or with the highest mean C."),
+                      tip="Output: the survivor with the highest final C, with the highest mean C, or (not "
+                          "in the paper) with the highest mean log-probability of its own sampled tokens."),
 }
 
 GATE_FIELDS = {

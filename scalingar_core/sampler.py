@@ -252,8 +252,9 @@ class _Run:
         state, strategy = self.state, self.config.strategy
         if strategy in ("best_of_n", "importance_sampling"):
             scores = self._scores(state, self.steps)
-        elif state is not None and self.config.profile.selection == "mean":
-            scores = self.history.buffers["C"].index_select(0, self.ids).nanmean(1)  # A16: mean C
+        elif state is not None and self.config.profile.selection in ("mean", "token_logprob"):
+            name = "C" if self.config.profile.selection == "mean" else "token_logprob"
+            scores = self.history.buffers[name].index_select(0, self.ids).nanmean(1)  # A16: a mean over the steps
         elif state is not None:
             scores = state.c
         else:

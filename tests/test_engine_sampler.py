@@ -267,16 +267,18 @@ def test_top_k_larger_than_vocab_is_rejected(model):
         run(model, sampling=SamplingConfig(top_k=model.vocab_size + 1))
 
 
-def test_selection_final_or_mean_confidence_among_survivors(model):
+def test_selection_final_or_mean_confidence_or_token_logprob_among_survivors(model):
+    keys = {"final": lambda t: t.state["C"][-1], "mean": lambda t: sum(t.state["C"]) / len(t.state["C"]),
+            "token_logprob": lambda t: sum(t.signals["token_logprob"]) / len(t.signals["token_logprob"])}
     picks = {}
-    for selection in ("final", "mean"):
+    for selection, key in keys.items():
         for prompt in "abcdefghijkl":
             r = run(model, prompt, gate=AGGRESSIVE, profile=ProfileConfig(selection=selection))
             alive = [t for t in r.trace.trajectories if t.removed_at is None]
-            key = (lambda t: t.state["C"][-1]) if selection == "final" else (lambda t: sum(t.state["C"]) / len(t.state["C"]))
             assert r.selected == max(alive, key=key).index
             picks[selection, prompt] = r.selected
-    assert any(picks["final", p] != picks["mean", p] for p in "abcdefghijkl")  # the setting changes the output
+    for other in ("mean", "token_logprob"):  # the setting changes the output
+        assert any(picks["final", p] != picks[other, p] for p in "abcdefghijkl")
 
 
 def test_importance_weights_standardise_scores_across_candidates():
