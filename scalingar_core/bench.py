@@ -152,11 +152,16 @@ def auroc(scores, labels) -> float | None:
     return wins / (len(pos) * len(neg))
 
 
+def _scored(record: dict, values: list | None) -> list[tuple[float, bool]]:
+    """(value, final correctness) of each surviving trajectory of one record that has both."""
+    return [(v, ok) for v, ok in zip(values or [], record["final_ok"] or []) if v is not None and ok is not None]
+
+
 def within_prompt_auroc(records: list[dict], values_of) -> float | None:
     """Mean over prompts with mixed outcomes of the AUROC of a per-trajectory value for final correctness."""
     vals = []
     for r in records:
-        pairs = [(c, ok) for c, ok in zip(values_of(r) or [], r["final_ok"] or []) if c is not None and ok is not None]
+        pairs = _scored(r, values_of(r))
         a = auroc([c for c, _ in pairs], [ok for _, ok in pairs])
         if a is not None:
             vals.append(a)
@@ -187,8 +192,7 @@ def selection_accuracy(records: list[dict], signal: str) -> float | None:
     what choosing by that signal instead of the method's own score would have given, on the same candidates."""
     picks = []
     for r in records:
-        pairs = [(v, ok) for v, ok in zip(r.get("signals", {}).get(signal) or [], r["final_ok"] or [])
-                 if v is not None and ok is not None]
+        pairs = _scored(r, r.get("signals", {}).get(signal))
         if pairs:
             picks.append(max(pairs, key=lambda p: p[0])[1])
     return float(np.mean(picks)) if picks else None

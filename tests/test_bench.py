@@ -74,10 +74,9 @@ def test_failure_kinds_follow_the_checker_and_reach_the_markdown(tmp_path):
         records.append({"method": "m", "category": "c", "passed": kind is None, "reason": reason, "tokens": 1,
                         "wall_s": 0.0, "final_ok": [kind is None], "c_at": {}, "signals": {"C": [0.5]}})
     assert bench.failure_kind("malformed red shape at (0, 0) (box 3×3, 5 px): not a circle") == "malformed shape"
-    failures = bench.summarise(records)["methods"]["m"]["failures"]
-    assert failures == {"malformed shape": 0, "wrong object": 0.2, "missing object": 0.2, "extra object": 0.2,
-                        "wrong relation": 0.2}
     summary = bench.summarise(records)
+    assert summary["methods"]["m"]["failures"] == {"malformed shape": 0, "wrong object": 0.2, "missing object": 0.2,
+                                                   "extra object": 0.2, "wrong relation": 0.2}
     bench.write_markdown(summary, {"model": "toy", "prompts": 5, "seeds": 1, "n": 1, "command": "x"},
                          tmp_path / "r.md")
     text = (tmp_path / "r.md").read_text()
