@@ -32,6 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from scalingar_core import files  # noqa: E402
 from scalingar_core.config import CHOICES, GateConfig  # noqa: E402
 from scalingar_core.termination import replay, tokens_spent  # noqa: E402
 
@@ -155,9 +156,9 @@ def main(argv=None) -> int:
     text = "\n".join(lines)
     print(text)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        files.write_text(args.json, json.dumps(results, indent=1))
     if args.markdown:
-        Path(args.markdown).write_text(text + "\n")
+        files.write_text(args.markdown, text + "\n")
     return 0
 
 

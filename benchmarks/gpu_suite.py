@@ -24,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from scalingar_core import files  # noqa: E402
 from scalingar_core.config import GateConfig, RunConfig, SamplingConfig, SchedulerConfig  # noqa: E402
 from scalingar_core.llamagen.adapter import LlamaGenCondition, LlamaGenModel, preset_memory  # noqa: E402
 from scalingar_core.llamagen.gpt import GPT, gpt_config  # noqa: E402
@@ -134,7 +135,7 @@ def main(argv=None) -> int:
         print(f"skipped (over --budget-s {args.budget_s:.0f}): {', '.join(skipped)}")
     out = args.out or (os.path.join(os.environ["OUT"], "gpu_suite.json") if os.environ.get("OUT") else None)
     if out:
-        Path(out).write_text(json.dumps({"model": model.name, "device": name, "dtype": str(dtype), "runs": rows,
+        files.write_text(out, json.dumps({"model": model.name, "device": name, "dtype": str(dtype), "runs": rows,
                                          "skipped": skipped, "total_s": time.perf_counter() - began}, indent=1))
         print(f"wrote {out}")
     return 0

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from . import files
+
 
 @dataclass(frozen=True)
 class Shard:
@@ -78,10 +80,8 @@ def gather(records: list[tuple[int, dict]], out: Path, name: str, shard: Shard) 
     """Every rank's ``(index, record)`` pairs, in index order, on rank 0 (``None`` on the other ranks)."""
     if shard.world_size == 1:
         return [r for _, r in sorted(records, key=lambda p: p[0])]
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    part = part_path(out, name, shard)
-    part.write_text("".join(json.dumps({"index": i, "record": r}) + "\n" for i, r in records))
+    part = part_path(Path(out), name, shard)
+    files.write_text(part, "".join(json.dumps({"index": i, "record": r}) + "\n" for i, r in records))
     shard.barrier()  # every part is written
     if not shard.is_main:
         return None
@@ -128,12 +128,11 @@ def generate_batch(model, config, prompts_file, out: Path, shard: Shard | None =
     done = []
     for i, entry in shard.take(entries):
         folder = out / f"{i:05d}"
-        folder.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         result = generate(model, model.encode(entry["prompt"]), config, decode_all=False)
-        to_pil(result.image).save(folder / "image.png")
+        files.save_image(to_pil(result.image), folder / "image.png")
         result.trace.save_json(folder / "trace.json")
-        (folder / "metadata.jsonl").write_text(json.dumps(entry) + "\n")
+        files.write_text(folder / "metadata.jsonl", json.dumps(entry) + "\n")
         removed = sum(1 for r in result.trace.trajectories if r.removed_at is not None)
         done.append((i, {"index": i, "prompt": entry["prompt"], "folder": folder.name, "selected": result.selected,
                          "tokens": result.tokens_generated, "removed": removed,
@@ -141,7 +140,7 @@ def generate_batch(model, config, prompts_file, out: Path, shard: Shard | None =
         print(f"[{shard.rank}/{shard.world_size}] {i + 1}/{len(entries)} {entry['prompt'][:60]!r}", flush=True)
     index = gather(done, out, "index", shard)
     if index is not None:
-        (out / "index.jsonl").write_text("".join(json.dumps(r) + "\n" for r in index))
+        files.write_text(out / "index.jsonl", "".join(json.dumps(r) + "\n" for r in index))
         print(f"wrote {len(index)} images under {out} and {out / 'index.jsonl'}")
     shard.close()
     return 0
