@@ -7,7 +7,7 @@ Speed: GPT-B (t2i layout: 120-token caption prefix, 256 px = 256 image tokens) w
 batch of 2N rows, ``--steps`` decode steps after the prefill. Reported: image tokens/s (N per step; the
 uncond rows are the price of CFG and are not counted) and ms per step.
 Memory: GPT-XL at 512 px (1024 tokens), N=8 (16 rows), bf16 weights and KV cache, fp32 VQ, bf16 T5-XL
-encoder; peak = max(decoding, prompt encoding); see ``scalingar_core.llamagen.adapter.estimate_memory``.
+encoder; peak = max(decoding, prompt encoding); see ``scalingar_core.models.llamagen.adapter.estimate_memory``.
 Upstream (``--upstream``, a local checkout of FoundationVision/LlamaGen, not shipped here): its
 ``generate()`` and our sampler side by side, interleaved, on the same random GPT-B weights (c2i 256 px,
 N = 8 class labels, CFG 4.0, top-k 2000 as ``sample_c2i.py``): image tokens/s of each (image decoding
@@ -25,10 +25,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scalingar_core.llamagen.adapter import preset_memory, resolve_dtype  # noqa: E402
-from scalingar_core.llamagen.gpt import GPT, gpt_config  # noqa: E402
-from scalingar_core.llamagen.presets import PRESETS  # noqa: E402
-from scalingar_core.llamagen.session import GPTSession  # noqa: E402
+from scalingar_core.models.device import resolve_dtype  # noqa: E402
+from scalingar_core.models.gpt import GPT, gpt_config  # noqa: E402
+from scalingar_core.models.gpt_session import GPTSession  # noqa: E402
+from scalingar_core.models.llamagen.adapter import preset_memory  # noqa: E402
+from scalingar_core.models.llamagen.presets import PRESETS  # noqa: E402
 
 
 def decode_speed(n: int, steps: int, device: torch.device, dtype: torch.dtype, seed: int = 0) -> dict:
@@ -62,7 +63,7 @@ class _NoImages:
     """Our c2i model around a GPT, without a VQ (images are not part of the comparison)."""
 
     def __init__(self, gpt):
-        from scalingar_core.llamagen.presets import LLAMAGEN_C2I_DEFAULTS
+        from scalingar_core.models.llamagen.presets import LLAMAGEN_C2I_DEFAULTS
 
         self.gpt, self.name, self.vocab_size = gpt, "random-GPT-B", gpt.config.vocab_size
         self.grid, self.defaults, self.device = (gpt.config.grid,) * 2, LLAMAGEN_C2I_DEFAULTS, torch.device("cpu")
@@ -77,8 +78,8 @@ class _NoImages:
 def upstream_comparison(upstream_dir: str, n: int, repeats: int, device: torch.device) -> dict:
     import statistics
 
-    from scalingar_core.config import RunConfig, SamplingConfig
-    from scalingar_core.sampler import generate as our_generate
+    from scalingar_core.engine.config import RunConfig, SamplingConfig
+    from scalingar_core.engine.loop import generate as our_generate
 
     sys.path.insert(0, str(Path(upstream_dir).resolve()))
     from autoregressive.models.generate import generate as upstream_generate  # noqa: E402  (their code)

@@ -23,12 +23,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scalingar_core import sampler as sampler_module  # noqa: E402
-from scalingar_core.config import MAX_WINDOW, GateConfig, RunConfig, SamplingConfig, SchedulerConfig  # noqa: E402
-from scalingar_core.llamagen.gpt import GPT, gpt_config  # noqa: E402
-from scalingar_core.llamagen.session import GPTSession  # noqa: E402
-from scalingar_core.protocol import SamplingDefaults  # noqa: E402
-from scalingar_core.termination import BASIN, TerminationGate  # noqa: E402
+from scalingar_core.engine import loop as sampler_module  # noqa: E402
+from scalingar_core.engine.config import (  # noqa: E402
+    MAX_WINDOW,
+    GateConfig,
+    RunConfig,
+    SamplingConfig,
+    SchedulerConfig,
+)
+from scalingar_core.engine.gate import BASIN, TerminationGate  # noqa: E402
+from scalingar_core.models.gpt import GPT, gpt_config  # noqa: E402
+from scalingar_core.models.gpt_session import GPTSession  # noqa: E402
+from scalingar_core.models.protocol import SamplingDefaults  # noqa: E402
 
 
 class RandomLlamaGen:

@@ -33,8 +33,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scalingar_core import files  # noqa: E402
-from scalingar_core.config import CHOICES, GateConfig  # noqa: E402
-from scalingar_core.termination import replay, tokens_spent  # noqa: E402
+from scalingar_core.engine.config import CHOICES, GateConfig  # noqa: E402
+from scalingar_core.engine.gate import replay, tokens_spent  # noqa: E402
 
 PAPER_TOKENS, PAPER_BON = 2350, 8192  # v3 Table 5, LlamaGen-512, N = 8
 PAPER_RATIO = PAPER_TOKENS / PAPER_BON
@@ -83,10 +83,10 @@ def budget(traces: list[torch.Tensor], cfg: GateConfig) -> tuple[float, float]:
 
 def record_real(model_name: str, prompts: int, n: int, seed: int) -> list[torch.Tensor]:
     """C traces of ``n`` unpruned trajectories per builtin prompt (Best-of-N with the profile observing)."""
-    from scalingar_core import registry
-    from scalingar_core.config import RunConfig
-    from scalingar_core.sampler import generate
-    from scalingar_core.toy.prompts import builtin_eval
+    from scalingar_core.engine.config import RunConfig
+    from scalingar_core.engine.loop import generate
+    from scalingar_core.models import registry
+    from scalingar_core.models.toy.prompts import builtin_eval
 
     model = registry.load(model_name)
     pool = builtin_eval(max(1, -(-prompts // 5)))

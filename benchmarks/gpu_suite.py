@@ -25,13 +25,22 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scalingar_core import files  # noqa: E402
-from scalingar_core.config import GateConfig, RunConfig, SamplingConfig, SchedulerConfig  # noqa: E402
-from scalingar_core.llamagen.adapter import LlamaGenCondition, LlamaGenModel, preset_memory  # noqa: E402
-from scalingar_core.llamagen.gpt import GPT, gpt_config  # noqa: E402
-from scalingar_core.llamagen.presets import LLAMAGEN_T2I_DEFAULTS, PRESETS  # noqa: E402
-from scalingar_core.llamagen.vq import VQConfig, VQModel  # noqa: E402
-from scalingar_core.protocol import set_compile  # noqa: E402
-from scalingar_core.sampler import generate  # noqa: E402
+from scalingar_core.engine.config import (  # noqa: E402
+    GateConfig,
+    RunConfig,
+    SamplingConfig,
+    SchedulerConfig,
+)
+from scalingar_core.engine.loop import generate  # noqa: E402
+from scalingar_core.models.gpt import GPT, gpt_config  # noqa: E402
+from scalingar_core.models.llamagen.adapter import (  # noqa: E402
+    LlamaGenCondition,
+    LlamaGenModel,
+    preset_memory,
+)
+from scalingar_core.models.llamagen.presets import LLAMAGEN_T2I_DEFAULTS, PRESETS  # noqa: E402
+from scalingar_core.models.protocol import set_compile  # noqa: E402
+from scalingar_core.models.vq16 import VQConfig, VQModel  # noqa: E402
 
 STRATEGIES = [("plain", 1), ("best_of_n", 8), ("scalingar", 8)]
 

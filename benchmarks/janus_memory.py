@@ -3,10 +3,10 @@
     python benchmarks/janus_memory.py [--ns 1 4 8] [--prompt-tokens 64] [--json]
 
 The models are built on the meta device from the published configurations
-(``scalingar_core.janus.configs``), so nothing is downloaded or allocated. Weights: the language model,
+(``scalingar_core.models.janus.configs``), so nothing is downloaded or allocated. Weights: the language model,
 the generation embedding/aligner/head and the VQ decoder (the SigLIP tower, its aligner, the text head and
 the VQ encoder are never loaded). KV cache: transformers' static cache of 2N rows (conditional +
-unconditional) x (prompt + 576 image tokens). See ``scalingar_core.janus.model.estimate_memory``.
+unconditional) x (prompt + 576 image tokens). See ``scalingar_core.models.janus.model.estimate_memory``.
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scalingar_core.janus import configs  # noqa: E402
-from scalingar_core.janus.model import estimate_memory  # noqa: E402
+from scalingar_core.models.janus import configs  # noqa: E402
+from scalingar_core.models.janus.model import estimate_memory  # noqa: E402
 
 
 def table(ns, prompt_tokens: int) -> list[dict]:

@@ -18,10 +18,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scalingar_core.config import ProfileConfig  # noqa: E402
-from scalingar_core.confidence import ConfidenceProfile  # noqa: E402
-from scalingar_core.history import History, RollingPool  # noqa: E402
-from scalingar_core.sampler import finite_rows  # noqa: E402
+from scalingar_core.engine.confidence import ConfidenceProfile  # noqa: E402
+from scalingar_core.engine.config import ProfileConfig  # noqa: E402
+from scalingar_core.engine.history import History, RollingPool  # noqa: E402
+from scalingar_core.engine.loop import finite_rows  # noqa: E402
 
 
 def per_call_us(fn, calls: int) -> float:

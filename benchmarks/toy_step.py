@@ -25,9 +25,15 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scalingar_core import registry  # noqa: E402
-from scalingar_core.config import MAX_WINDOW, GateConfig, RunConfig, SamplingConfig, SchedulerConfig  # noqa: E402
-from scalingar_core.sampler import generate  # noqa: E402
+from scalingar_core.engine.config import (  # noqa: E402
+    MAX_WINDOW,
+    GateConfig,
+    RunConfig,
+    SamplingConfig,
+    SchedulerConfig,
+)
+from scalingar_core.engine.loop import generate  # noqa: E402
+from scalingar_core.models import registry  # noqa: E402
 
 
 class OpCounter(TorchDispatchMode):
@@ -87,7 +93,7 @@ def run(model, n, counter=None):
 
 
 def decode_only(model, n, steps, compiled):
-    from scalingar_core.protocol import set_compile
+    from scalingar_core.models.protocol import set_compile
 
     set_compile(model, compiled)
     session = model.start(model.encode("two red circles"), n)

@@ -3,7 +3,11 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
-from .config_nodes import ScalingARConfidenceProfile, ScalingARGuidanceScheduler, ScalingARTerminationGate
+from .config_nodes import (
+    ScalingARConfidenceProfile,
+    ScalingARGuidanceScheduler,
+    ScalingARTerminationGate,
+)
 from .encode import ScalingARTextEncode
 from .loader import ScalingARModelLoader
 from .sampler import ScalingARSampler

@@ -1,5 +1,5 @@
 """Node inputs generated from the engine's config dataclasses, so defaults live in one place
-(scalingar_core/config.py). This table only adds what a widget needs: range, step, choices, tooltip.
+(scalingar_core/engine/config.py). This table only adds what a widget needs: range, step, choices, tooltip.
 Equation numbers refer to shared/method.md (v1 numbering)."""
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ from dataclasses import MISSING, fields
 
 from comfy_api.latest import io
 
-from scalingar_core.config import CHOICES, GateConfig, ProfileConfig, SchedulerConfig
+from scalingar_core.engine.config import (
+    CHOICES,
+    GateConfig,
+    ProfileConfig,
+    SchedulerConfig,
+)
 
 UNIT = {"min": 0.0, "max": 1.0, "step": 0.01}
 
@@ -101,7 +106,7 @@ def inputs_for(config_cls) -> list:
     for f in fields(config_cls):
         # A field the table does not know yet still gets a plain widget (tests flag the missing entry).
         spec = dict(table.get(f.name, {"min": None, "max": None}))
-        tip = spec.pop("tip", f"{f.name}: see {config_cls.__name__} in scalingar_core/config.py.")
+        tip = spec.pop("tip", f"{f.name}: see {config_cls.__name__} in scalingar_core/engine/config.py.")
         default = _default(f)
         if isinstance(default, str) and "options" not in spec:
             out.append(io.String.Input(f.name, default=default, tooltip=tip))

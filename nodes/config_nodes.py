@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from scalingar_core.config import GateConfig, ProfileConfig, SchedulerConfig
+from scalingar_core.engine.config import GateConfig, ProfileConfig, SchedulerConfig
 
 from . import types
 from .base import ScalingARNode

@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import logging
 
-import torch
-
 import comfy.model_management as mm
 import comfy.utils
+import torch
 from comfy_api.latest import io
 
-from scalingar_core import registry
-from scalingar_core.llamagen.download import describe_plan, download_plan
+from scalingar_core.models import registry
+from scalingar_core.models.download import describe_plan, download_plan
 
 from . import models, patcher, progress, types
 from .base import ScalingARNode

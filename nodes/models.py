@@ -6,7 +6,7 @@ from typing import Callable
 
 import folder_paths
 
-from scalingar_core import registry
+from scalingar_core.models import registry
 
 FOLDER = "scalingar"
 JANUS_FOLDER = "Janus-Pro"  # models/Janus-Pro/<name>/: where other Janus node packs put the original release
@@ -63,7 +63,7 @@ def local_checkpoints(preset_repos: set[str], loadable: Callable[[str], bool] = 
 def janus_folders() -> dict[str, str]:
     """Dropdown value ``Janus-Pro/<name>`` -> folder, for each Janus-Pro model folder (either checkpoint
     layout) directly under a ``Janus-Pro`` model folder. The loader only ever opens folders from this map."""
-    from scalingar_core.janus.presets import is_janus_folder
+    from scalingar_core.models.janus.presets import is_janus_folder
 
     found: dict[str, str] = {}
     for base in folder_paths.get_folder_paths(JANUS_FOLDER):

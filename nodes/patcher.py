@@ -1,11 +1,9 @@
 """Hand an ARModel to ComfyUI's model management so it can load, evict and offload it like any model."""
 from __future__ import annotations
 
-import torch
-
 import comfy.model_management as mm
 import comfy.model_patcher
-
+import torch
 
 TEXT_ENCODER = "text_encoder"  # the torch_modules() entry that gets its own patcher
 

@@ -6,7 +6,7 @@ import time
 import comfy.model_management as mm
 import comfy.utils
 
-from scalingar_core.trace import json_safe
+from scalingar_core.engine.trace import json_safe
 
 EVENT = "scalingar.step"
 PROGRESS_INTERVAL = 0.05  # s: at most 20 progress-bar updates a second (each one is two websocket messages)
@@ -36,7 +36,7 @@ def prompt_server():
 
 
 class StepReporter:
-    """``callback(event)`` for :func:`scalingar_core.sampler.generate`.
+    """``callback(event)`` for :func:`scalingar_core.engine.loop.generate`.
 
     Every token: the interrupt check (raising aborts generation: the cancel point). At most every
     ``progress_interval`` seconds, and on the first and last token: the progress bar (ComfyUI sends a

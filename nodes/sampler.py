@@ -2,15 +2,20 @@
 from __future__ import annotations
 
 import torch
-
 from comfy_api.latest import io
 from comfy_execution.utils import get_executing_context
 
-from scalingar_core.config import (STRATEGIES, GateConfig, ProfileConfig, RunConfig, SamplingConfig,
-                                   SchedulerConfig)
-from scalingar_core.entropy_map import entropy_panels
-from scalingar_core.protocol import set_compile
-from scalingar_core.sampler import generate
+from scalingar_core.app.entropy_map import entropy_panels
+from scalingar_core.engine.config import (
+    STRATEGIES,
+    GateConfig,
+    ProfileConfig,
+    RunConfig,
+    SamplingConfig,
+    SchedulerConfig,
+)
+from scalingar_core.engine.loop import generate
+from scalingar_core.models.protocol import set_compile
 
 from . import patcher, types
 from .base import ScalingARNode

@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import os
 
+import folder_paths
 import numpy as np
 import torch
-
-import folder_paths
 from comfy_api.latest import io
 
 from scalingar_core import files
+from scalingar_core.app.plot import plot_summary
 from scalingar_core.errors import echo
-from scalingar_core.plot import plot_summary
 
 from . import types
 from .base import ScalingARNode

@@ -2,9 +2,16 @@
 
 Framework-independent: nothing here imports ComfyUI.
 """
-from .config import (BaselineConfig, GateConfig, ProfileConfig, RunConfig, SamplingConfig,
-                     SchedulerConfig, STRATEGIES)
-from .protocol import ARModel, DecodeSession, ModelInfo, SamplingDefaults
+from .engine.config import (
+                     STRATEGIES,
+                     BaselineConfig,
+                     GateConfig,
+                     ProfileConfig,
+                     RunConfig,
+                     SamplingConfig,
+                     SchedulerConfig,
+)
+from .models.protocol import ARModel, DecodeSession, ModelInfo, SamplingDefaults
 
 __all__ = ["ARModel", "BaselineConfig", "DecodeSession", "GateConfig", "ModelInfo", "ProfileConfig",
            "RunConfig", "STRATEGIES", "SamplingConfig", "SamplingDefaults", "SchedulerConfig"]

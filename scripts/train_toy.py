@@ -26,11 +26,16 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scalingar_core.toy import evaluate, prompts, render, tokenizer  # noqa: E402
-from scalingar_core.toy.model import (MODEL_DEFAULTS, WEIGHTS_DIR, ToyNet, default_config,  # noqa: E402
-                                      save_weights)
-from scalingar_core.toy.render import LARGE, WORLDS  # noqa: E402
-from scalingar_core.toy.text import tokenize  # noqa: E402
+from scalingar_core.models.toy import evaluate, prompts, render, tokenizer  # noqa: E402
+from scalingar_core.models.toy.model import (  # noqa: E402
+    MODEL_DEFAULTS,
+    WEIGHTS_DIR,
+    ToyNet,
+    default_config,
+    save_weights,
+)
+from scalingar_core.models.toy.render import LARGE, WORLDS  # noqa: E402
+from scalingar_core.models.toy.text import tokenize  # noqa: E402
 
 
 def make_batch(rng: np.random.Generator, batch: int, world) -> tuple[torch.Tensor, torch.Tensor]:
@@ -182,10 +187,10 @@ def model_card(args, world, command, n_params, train, losses, evals, entries) ->
     defaults = MODEL_DEFAULTS[world.name]
     lines = [
         f"# {world.name} — model card", "",
-        "A tiny text-to-image LlamaGen GPT (`scalingar_core/llamagen/gpt.py`, t2i caption-prefix path) over",
-        f"the procedural {world.image_size}×{world.image_size} shapes world of `scalingar_core/toy/` (objects of "
+        "A tiny text-to-image LlamaGen GPT (`scalingar_core/models/llamagen/gpt.py`, t2i caption-prefix path) over",
+        f"the procedural {world.image_size}×{world.image_size} shapes world of `scalingar_core/models/toy/` (objects of "
         f"{'/'.join(map(str, world.sizes))} px). For testing and",
-        "benchmarking ScalingAR offline; not a general image model. Captions: see `scalingar_core/toy/prompts.py`.",
+        "benchmarking ScalingAR offline; not a general image model. Captions: see `scalingar_core/models/toy/prompts.py`.",
         "",
         "## Architecture", "",
         f"- GPT: dim {g['dim']}, {g['n_layer']} layers, {g['n_head']} heads, prefix {g['cls_token_num']} caption "

@@ -1,6 +1,6 @@
 """A test model whose logits turn NaN or infinite for chosen trajectories from a chosen step: the reference
 model with a session wrapper (what fp16 overflow or a bad weight does to a real model)."""
-from scalingar_core.reference_model import ReferenceModel
+from scalingar_core.testing.reference_model import ReferenceModel
 
 
 class PoisonedSession:

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from scalingar_core import bench
+from scalingar_core.app import bench
 
 
 def test_two_prompt_run_writes_the_documented_schema(tmp_path):
@@ -51,8 +51,8 @@ def test_auroc():
 
 def test_failure_kinds_follow_the_checker_and_reach_the_markdown(tmp_path):
     """Scenes rendered from one spec and checked against another fail for the reason the bench names."""
-    from scalingar_core.toy.checker import check
-    from scalingar_core.toy.render import render_spec
+    from scalingar_core.models.toy.checker import check
+    from scalingar_core.models.toy.render import render_spec
 
     def obj(color, shape):
         return {"color": color, "shape": shape}

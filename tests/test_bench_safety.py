@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scalingar_core import bench
+from scalingar_core.app import bench
 
 ROOT = Path(__file__).resolve().parents[1]
 PREVIOUS = json.dumps({"methods": {"scalingar": {"accuracy": {"overall": 0.5}}}, "note": "a good earlier run"})

@@ -5,10 +5,14 @@ import os
 import pytest
 import torch
 
-from scalingar_core.llamagen.adapter import load_preset
-from scalingar_core.llamagen.checkpoints import CheckpointError, read_file
-from scalingar_core.llamagen.download import repo_folder
-from scalingar_core.llamagen.synthetic import tiny_preset, write_preset_files, write_tiny_t5
+from scalingar_core.models.checkpoints import CheckpointError, read_file
+from scalingar_core.models.download import repo_folder
+from scalingar_core.models.llamagen.adapter import load_preset
+from scalingar_core.testing.llamagen import (
+    tiny_preset,
+    write_preset_files,
+    write_tiny_t5,
+)
 
 LFS = b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a2146f3\nsize 3091230413\n"
 HTML = b"<!DOCTYPE html>\n<html><head><title>404</title></head><body>Not Found</body></html>\n"

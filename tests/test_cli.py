@@ -5,11 +5,12 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from scalingar_core import cli, registry
-from scalingar_core.protocol import ModelInfo
-from scalingar_core.reference_model import ReferenceModel
+from scalingar_core.app import cli
+from scalingar_core.models import registry
+from scalingar_core.models.protocol import ModelInfo
+from scalingar_core.testing.reference_model import ReferenceModel
 
-SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "scalingar_core" / "trace_schema.json").read_text())
+SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "scalingar_core" / "engine" / "trace_schema.json").read_text())
 
 
 @pytest.fixture

@@ -4,12 +4,12 @@ import json
 
 import pytest
 import torch
-
-from scalingar_core import cli, registry
-from scalingar_core.protocol import ModelInfo
-from scalingar_core.reference_model import ReferenceModel
-
 from poisoned import PoisonedModel
+
+from scalingar_core.app import cli
+from scalingar_core.models import registry
+from scalingar_core.models.protocol import ModelInfo
+from scalingar_core.testing.reference_model import ReferenceModel
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def test_config_also_takes_a_json_file(loads, tmp_path):
 
 
 def test_the_trace_is_saved_before_the_pictures(loads, tmp_path, monkeypatch):
-    import scalingar_core.plot as plot
+    import scalingar_core.app.plot as plot
 
     def broken(*a, **k):
         raise RuntimeError("plot failed")

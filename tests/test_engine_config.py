@@ -1,8 +1,14 @@
 """Invalid settings raise a ValueError naming the field, the value and the allowed range."""
 import pytest
 
-from scalingar_core.config import (BaselineConfig, GateConfig, ProfileConfig, RunConfig, SamplingConfig,
-                                   SchedulerConfig)
+from scalingar_core.engine.config import (
+    BaselineConfig,
+    GateConfig,
+    ProfileConfig,
+    RunConfig,
+    SamplingConfig,
+    SchedulerConfig,
+)
 
 
 @pytest.mark.parametrize("cls, field, value, allowed", [
@@ -63,7 +69,7 @@ def test_round_trip_and_unknown_keys():
 
 
 def test_reconstructed_settings_are_documented():
-    import scalingar_core.config as c
+    import scalingar_core.engine.config as c
     src = open(c.__file__).read()
     for name in ("entropy_source", "normalisation", "form", "update", "update_interval", "min_survivors",
                  "theta_init", "hard_fail", "min_fill", "roll_window", "vol_window", "is_fractions"):

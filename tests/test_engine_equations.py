@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from scalingar_core import confidence as eq
+from scalingar_core.engine import confidence as eq
 
 
 def test_entropy_margin_uniform_and_peaked():

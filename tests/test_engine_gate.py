@@ -4,10 +4,17 @@ import math
 import pytest
 import torch
 
-from scalingar_core.config import GateConfig
-from scalingar_core.history import History
-from scalingar_core.termination import (BASIN, HARD_FAIL, KEEP, TerminationGate, guard_survivors, replay,
-                                         tokens_spent)
+from scalingar_core.engine.config import GateConfig
+from scalingar_core.engine.gate import (
+    BASIN,
+    HARD_FAIL,
+    KEEP,
+    TerminationGate,
+    guard_survivors,
+    replay,
+    tokens_spent,
+)
+from scalingar_core.engine.history import History
 
 
 def drive(cfg: GateConfig, sequences, steps):

@@ -6,11 +6,17 @@ import math
 import pytest
 import torch
 
-from scalingar_core.config import (BaselineConfig, GateConfig, ProfileConfig, RunConfig, SamplingConfig,
-                                   SchedulerConfig)
-from scalingar_core.reference_model import ReferenceModel
-from scalingar_core.sampler import generate
-from scalingar_core.sampling import filter_logits, stream_uniform
+from scalingar_core.engine.config import (
+    BaselineConfig,
+    GateConfig,
+    ProfileConfig,
+    RunConfig,
+    SamplingConfig,
+    SchedulerConfig,
+)
+from scalingar_core.engine.loop import generate
+from scalingar_core.engine.sampling import filter_logits, stream_uniform
+from scalingar_core.testing.reference_model import ReferenceModel
 
 AGGRESSIVE = GateConfig(recovery_window=4)  # prunes on the 8×8 reference model
 
@@ -282,7 +288,7 @@ def test_selection_final_or_mean_confidence_or_token_logprob_among_survivors(mod
 
 
 def test_importance_weights_standardise_scores_across_candidates():
-    from scalingar_core.baselines import importance_weights
+    from scalingar_core.engine.baselines import importance_weights
 
     close = torch.tensor([0.50, 0.51, 0.52])  # model-internal scores differ by ~0.01
     raw = importance_weights(close, 10.0, standardise=False)
@@ -307,7 +313,7 @@ def test_generate_batch_equals_one_run_at_a_time(model):
     """Several runs share one session: each reads its own rows of every step's logits (rows with equal
     histories decoded once) and keeps its own policy, streams and trace, so its tokens, removals and
     choice are those of a run alone."""
-    from scalingar_core.sampler import generate_batch
+    from scalingar_core.engine.loop import generate_batch
 
     configs = [RunConfig(strategy="plain"), RunConfig(strategy="best_of_n"),
                RunConfig(strategy="importance_sampling", baseline=BaselineConfig(is_fractions=(0.5,))),

@@ -2,8 +2,13 @@
 import pytest
 import torch
 
-from scalingar_core.config import SchedulerConfig
-from scalingar_core.guidance import cfg_adjustment, cfg_target, cfg_update, volatility
+from scalingar_core.engine.config import SchedulerConfig
+from scalingar_core.engine.scheduler import (
+    cfg_adjustment,
+    cfg_target,
+    cfg_update,
+    volatility,
+)
 
 
 def test_adjustment_eq14_value_and_directions():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from scalingar_core import entropy_map as em
-from scalingar_core.images import REMOVED_RGB
+from scalingar_core.app import entropy_map as em
+from scalingar_core.engine.images import REMOVED_RGB
 
 GRID = 4
 SIZE = 8  # decoded image side: 2 pixels per token, enlarged to 64 (16 pixels per token)
@@ -133,9 +133,9 @@ def test_alpha_zero_shows_the_image_alone():
 
 
 def test_generation_keeps_unmarked_candidates_for_the_map():
-    from scalingar_core.config import GateConfig, RunConfig, SamplingConfig
-    from scalingar_core.reference_model import ReferenceModel
-    from scalingar_core.sampler import generate
+    from scalingar_core.engine.config import GateConfig, RunConfig, SamplingConfig
+    from scalingar_core.engine.loop import generate
+    from scalingar_core.testing.reference_model import ReferenceModel
 
     m = ReferenceModel(grid=(8, 8))
     config = RunConfig(sampling=SamplingConfig(num_trajectories=6, seed=1),

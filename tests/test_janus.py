@@ -10,16 +10,17 @@ pytest.importorskip("transformers", minversion="5.24")  # the range Janus-Pro is
 
 from transformers import ClassifierFreeGuidanceLogitsProcessor  # noqa: E402
 
-from scalingar_core import registry  # noqa: E402
-from scalingar_core.config import GateConfig, RunConfig, SamplingConfig  # noqa: E402
-from scalingar_core.janus import configs, synthetic  # noqa: E402
-from scalingar_core.janus.model import load_folder, preset_memory  # noqa: E402
-from scalingar_core.janus.presets import PRESETS, load_checkpoint, load_preset  # noqa: E402
-from scalingar_core.janus.weights import from_original  # noqa: E402
-from scalingar_core.llamagen.download import ModelFileError, repo_folder  # noqa: E402
-from scalingar_core.llamagen.vq import VQConfig, VQModel  # noqa: E402
-from scalingar_core.sampler import generate  # noqa: E402
-from scalingar_core.sampling import guided_logits  # noqa: E402
+from scalingar_core.engine.config import GateConfig, RunConfig, SamplingConfig  # noqa: E402
+from scalingar_core.engine.loop import generate  # noqa: E402
+from scalingar_core.engine.sampling import guided_logits  # noqa: E402
+from scalingar_core.models import registry  # noqa: E402
+from scalingar_core.models.download import ModelFileError, repo_folder  # noqa: E402
+from scalingar_core.models.janus import configs  # noqa: E402
+from scalingar_core.models.janus.model import load_folder, preset_memory  # noqa: E402
+from scalingar_core.models.janus.presets import PRESETS, load_checkpoint, load_preset  # noqa: E402
+from scalingar_core.models.janus.weights import from_original  # noqa: E402
+from scalingar_core.models.vq16 import VQConfig, VQModel  # noqa: E402
+from scalingar_core.testing import janus as synthetic
 
 SHORT = "a red cube"
 LONG = "a photo of two small green sphere on the left of a big blue cube on the left of a cat"
@@ -310,7 +311,7 @@ def test_missing_preset_names_repo_files_and_folder(tmp_path):
 def test_an_older_transformers_is_a_clear_error(monkeypatch, tmp_path):
     import transformers
 
-    from scalingar_core.janus.model import check_transformers
+    from scalingar_core.models.janus.model import check_transformers
 
     check_transformers()  # the installed one is in range
     monkeypatch.setattr(transformers, "__version__", "4.57.6")
@@ -323,7 +324,7 @@ def test_loaded_model_memory_estimate_counts_its_own_weights_and_kv_rows(tiny):
     weights = sum(p.numel() * p.element_size() for p in ours.generator.parameters())
     one, eight = ours.memory_estimate(1), ours.memory_estimate(8)
     assert one > weights and eight > one
-    from scalingar_core.janus.model import kv_cache_bytes
+    from scalingar_core.models.janus.model import kv_cache_bytes
 
     positions = 64 + 16
     assert eight - one >= kv_cache_bytes(ours.generator.config, 14, positions, 4)  # 14 more fp32 rows

@@ -4,14 +4,19 @@ import pytest
 import torch
 import torch._dynamo.utils as dynamo_utils
 
-from scalingar_core.config import GateConfig, RunConfig, SamplingConfig, SchedulerConfig
-from scalingar_core.llamagen import gpt as gpt_module
-from scalingar_core.llamagen.compile import CompiledDecoder
-from scalingar_core.llamagen.session import GPTSession
-from scalingar_core.llamagen.synthetic import random_gpt, tiny_gpt_config
-from scalingar_core.reference_model import ReferenceModel
-from scalingar_core.sampler import generate
-from scalingar_core.sampling import guided_logits, stream_table, stream_uniform
+from scalingar_core.engine.config import (
+    GateConfig,
+    RunConfig,
+    SamplingConfig,
+    SchedulerConfig,
+)
+from scalingar_core.engine.loop import generate
+from scalingar_core.engine.sampling import guided_logits, stream_table, stream_uniform
+from scalingar_core.models import gpt as gpt_module
+from scalingar_core.models.compile import CompiledDecoder
+from scalingar_core.models.gpt_session import GPTSession
+from scalingar_core.testing.llamagen import random_gpt, tiny_gpt_config
+from scalingar_core.testing.reference_model import ReferenceModel
 
 
 def _caption(valid=5, side="left", seed=0):
@@ -89,9 +94,8 @@ def test_only_the_newest_compiled_session_of_a_model_may_step(eager_backend_mode
 
 
 def test_compiled_generation_is_deterministic_and_survivors_keep_their_tokens(eager_backend_model):
-    from scalingar_core.llamagen.adapter import LlamaGenModel
-    from scalingar_core.llamagen.synthetic import random_vq
-    from scalingar_core.llamagen.adapter import LlamaGenCondition
+    from scalingar_core.models.llamagen.adapter import LlamaGenCondition, LlamaGenModel
+    from scalingar_core.testing.llamagen import random_vq
 
     model = LlamaGenModel("tiny", eager_backend_model, random_vq())
     model.compile_decode = True

@@ -4,9 +4,17 @@ import re
 import pytest
 import torch
 
-from scalingar_core.llamagen.gpt import GPT, GPTConfig, PRESETS, apply_rope, gpt_config, param_count, rope_table
-from scalingar_core.llamagen.session import GPTSession
-from scalingar_core.llamagen.synthetic import random_gpt, tiny_gpt_config
+from scalingar_core.models.gpt import (
+    GPT,
+    PRESETS,
+    GPTConfig,
+    apply_rope,
+    gpt_config,
+    param_count,
+    rope_table,
+)
+from scalingar_core.models.gpt_session import GPTSession
+from scalingar_core.testing.llamagen import random_gpt, tiny_gpt_config
 
 # Parameter counts of the upstream presets (shared/llamagen.md §1.2, c2i at block 256; t2i XL exact).
 UPSTREAM_PARAMS_M = {"B": 110.9, "L": 342.9, "XL": 774.7, "XXL": 1411, "XXXL": 3893, "1B": 1200, "3B": 3097,

@@ -5,14 +5,29 @@ from pathlib import Path
 import pytest
 import torch
 
-from scalingar_core import registry
-from scalingar_core.llamagen.adapter import LlamaGenModel, load_preset, preset_memory
-from scalingar_core.llamagen.checkpoints import (CheckpointError, convert_checkpoint, read_state_dicts,
-                                                 split_state_dict, unwrap)
-from scalingar_core.llamagen.download import ModelFileError, ensure_file, repo_folder
-from scalingar_core.llamagen.presets import PRESETS, load_checkpoint, match_file
-from scalingar_core.llamagen.synthetic import (random_gpt, random_vq, tiny_gpt_config, tiny_preset, write_preset_files,
-                                               write_tiny_t5)
+from scalingar_core.models import registry
+from scalingar_core.models.checkpoints import (
+    CheckpointError,
+    convert_checkpoint,
+    read_state_dicts,
+    split_state_dict,
+    unwrap,
+)
+from scalingar_core.models.download import ModelFileError, ensure_file, repo_folder
+from scalingar_core.models.llamagen.adapter import (
+    LlamaGenModel,
+    load_preset,
+    preset_memory,
+)
+from scalingar_core.models.llamagen.presets import PRESETS, load_checkpoint, match_file
+from scalingar_core.testing.llamagen import (
+    random_gpt,
+    random_vq,
+    tiny_gpt_config,
+    tiny_preset,
+    write_preset_files,
+    write_tiny_t5,
+)
 
 GRPO = dict(name="tiny-grpo", filename="model.safetensors", vq_in_checkpoint="maybe", padding_side="right")
 
@@ -76,8 +91,8 @@ def test_bf16_compute_gives_fp32_logits(tmp_path, t5_dir):
 
 
 def test_generates_through_the_engine(tmp_path, t5_dir):
-    from scalingar_core.config import RunConfig, SamplingConfig
-    from scalingar_core.sampler import generate
+    from scalingar_core.engine.config import RunConfig, SamplingConfig
+    from scalingar_core.engine.loop import generate
 
     p, _ = _setup(tmp_path, t5_dir, "ar-grpo", **GRPO)
     model = registry_like_load(p, tmp_path)

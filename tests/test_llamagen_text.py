@@ -4,9 +4,9 @@ import warnings
 import pytest
 import torch
 
-from scalingar_core.llamagen.synthetic import write_tiny_t5
-from scalingar_core.llamagen.captions import clean_prompt
-from scalingar_core.llamagen.text_encoder import T5TextEncoder, to_left_padding
+from scalingar_core.models.llamagen.captions import clean_prompt
+from scalingar_core.models.llamagen.text_encoder import T5TextEncoder, to_left_padding
+from scalingar_core.testing.llamagen import write_tiny_t5
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,14 @@ def test_clean_prompt_matches_upstream(prompt, expected):
 def _piece_tokenizer():
     """A sentencepiece-style (metaspace, unigram) tokenizer trained here, with T5's specials: punctuation
     gets its own pieces, so any cleaning difference shows in the ids."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.Unigram())

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from scalingar_core.llamagen.synthetic import TINY_VQ, random_vq
-from scalingar_core.llamagen.vq import VQConfig, VQModel
+from scalingar_core.models.vq16 import VQConfig, VQModel
+from scalingar_core.testing.llamagen import TINY_VQ, random_vq
 
 
 def test_vq16_matches_upstream_state_dict():

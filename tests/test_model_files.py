@@ -1,16 +1,21 @@
 """Model files: what the model lists offer, what a download fetches (allow-patterns, sizes from a fake Hub
 before anything is fetched), and the Comfy Registry's [tool.comfy] Models list."""
-import tomllib
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import tomllib
 
-from scalingar_core import registry
-from scalingar_core.llamagen import download
-from scalingar_core.llamagen.download import (ModelFileError, describe_plan, download_plan, ensure_snapshot,
-                                              hub_sizes, selected_files)
-from scalingar_core.llamagen.presets import PRESETS, T5_REPO, T2I_REPO
+from scalingar_core.models import download, registry
+from scalingar_core.models.download import (
+    ModelFileError,
+    describe_plan,
+    download_plan,
+    ensure_snapshot,
+    hub_sizes,
+    selected_files,
+)
+from scalingar_core.models.llamagen.presets import PRESETS, T2I_REPO, T5_REPO
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -151,7 +156,7 @@ def test_optional_vq_is_not_planned(tmp_path, online):
 
 
 def test_cli_download_shows_sizes_before_the_clear_offline_error(tmp_path, monkeypatch, capsys):
-    from scalingar_core import cli
+    from scalingar_core.app import cli
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     rc = cli.main(["download", "--model", "llamagen-c2i-b-256", "--models-dir", str(tmp_path)])

@@ -10,15 +10,14 @@ from pathlib import Path
 import jsonschema
 import pytest
 import torch
-
-from scalingar_core.config import GateConfig, RunConfig, SamplingConfig
-from scalingar_core.history import RollingPool
-from scalingar_core.reference_model import ReferenceModel
-from scalingar_core.sampler import generate
-
 from poisoned import PoisonedModel
 
-SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "scalingar_core" / "trace_schema.json").read_text())
+from scalingar_core.engine.config import GateConfig, RunConfig, SamplingConfig
+from scalingar_core.engine.history import RollingPool
+from scalingar_core.engine.loop import generate
+from scalingar_core.testing.reference_model import ReferenceModel
+
+SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "scalingar_core" / "engine" / "trace_schema.json").read_text())
 OBSERVING = ("scalingar", "random_prune", "best_of_n", "importance_sampling")
 
 
@@ -95,7 +94,7 @@ def test_nan_reward_is_never_resampled_nor_selected(tmp_path):
 
 
 def test_finite_weights_ignore_nonfinite_scores():
-    from scalingar_core.baselines import finite_weights
+    from scalingar_core.engine.baselines import finite_weights
     w = finite_weights(torch.tensor([0.5, float("nan"), 0.2, float("inf")]), 10.0)
     assert w[1] == 0 and w[3] == 0 and torch.isclose(w.sum(), torch.tensor(1.0)) and w[0] > w[2]
     assert torch.equal(finite_weights(torch.tensor([float("nan")] * 4), 10.0), torch.full((4,), 0.25))

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from scalingar_core import plot
+from scalingar_core.app import plot
 
 STEPS = 40
 THETA = 0.6
@@ -141,9 +141,9 @@ def test_value_at_or_before_skips_missing_values():
 
 
 def test_same_summary_same_pixels_and_every_input_form(drawn):
-    from scalingar_core.reference_model import ReferenceModel
-    from scalingar_core.config import RunConfig, SamplingConfig
-    from scalingar_core.sampler import generate
+    from scalingar_core.engine.config import RunConfig, SamplingConfig
+    from scalingar_core.engine.loop import generate
+    from scalingar_core.testing.reference_model import ReferenceModel
 
     m = ReferenceModel(grid=(4, 4))
     trace = generate(m, m.encode("x"), RunConfig(sampling=SamplingConfig(num_trajectories=3))).trace

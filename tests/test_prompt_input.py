@@ -4,11 +4,15 @@ import os
 
 import pytest
 
-from scalingar_core import registry
-from scalingar_core.llamagen.adapter import load_preset
-from scalingar_core.llamagen.download import repo_folder
-from scalingar_core.llamagen.synthetic import tiny_preset, write_preset_files, write_tiny_t5
-from scalingar_core.toy.text import tokenize
+from scalingar_core.models import registry
+from scalingar_core.models.download import repo_folder
+from scalingar_core.models.llamagen.adapter import load_preset
+from scalingar_core.models.toy.text import tokenize
+from scalingar_core.testing.llamagen import (
+    tiny_preset,
+    write_preset_files,
+    write_tiny_t5,
+)
 
 NOVEL = "once upon a time " * 5000
 

@@ -6,10 +6,16 @@ import random
 
 import pytest
 
-from scalingar_core import bench
-from scalingar_core.config import (BaselineConfig, GateConfig, ProfileConfig, RunConfig, SamplingConfig,
-                                   SchedulerConfig)
-from scalingar_core.reference_model import ReferenceModel
+from scalingar_core.app import bench
+from scalingar_core.engine.config import (
+    BaselineConfig,
+    GateConfig,
+    ProfileConfig,
+    RunConfig,
+    SamplingConfig,
+    SchedulerConfig,
+)
+from scalingar_core.testing.reference_model import ReferenceModel
 
 SWITCHES = [(GateConfig, "enabled"), (SchedulerConfig, "enabled"), (ProfileConfig, "calibrate")]
 
@@ -70,8 +76,8 @@ def test_unbounded_numbers_have_bounds_that_say_why(cls, name, value, why):
 
 
 def test_n_beyond_the_device_memory_estimate_is_refused_before_decoding():
-    from scalingar_core.machine import device_memory
-    from scalingar_core.sampler import generate
+    from scalingar_core.engine.loop import generate
+    from scalingar_core.models.device import device_memory
 
     model = ReferenceModel(grid=(4, 4))
     total = device_memory(model.device)
@@ -164,7 +170,7 @@ def test_fuzz_settings_give_a_valid_config_or_one_clear_value_error():
 
 
 def test_fuzz_text_overrides_and_command_line_json():
-    from scalingar_core.config import read_overrides
+    from scalingar_core.engine.config import read_overrides
 
     rng = random.Random(7)
     fields = [f"{s}.{k}" for s, c in SECTION_CLASSES.items() for k in c().to_dict()] + ["gate", "x.y", "gate.nope"]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from scalingar_core import bench, cli
-from scalingar_core.shard import Shard, gather, read_prompts
+from scalingar_core.app import bench, cli
+from scalingar_core.app.shard import Shard, gather, read_prompts
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMING = {"wall_s", "elapsed_s", "seconds", "command"}  # measured times and the command line differ by nature

@@ -3,10 +3,11 @@ import numpy as np
 import pytest
 import torch
 
-from scalingar_core import registry
-from scalingar_core.protocol import ARModel, DecodeSession
-from scalingar_core.toy import checker, model as toy_model
-from scalingar_core.toy.text import CAPTION_LEN, tokenize
+from scalingar_core.models import registry
+from scalingar_core.models.protocol import ARModel, DecodeSession
+from scalingar_core.models.toy import checker
+from scalingar_core.models.toy import model as toy_model
+from scalingar_core.models.toy.text import CAPTION_LEN, tokenize
 
 BUNDLED = toy_model.WEIGHTS_FILE.is_file()
 
@@ -131,7 +132,7 @@ def test_bundled_weights_are_small_and_documented():
 
 
 def test_evaluate_scores_true_renders_as_correct_and_auroc_orders():
-    from scalingar_core.toy import evaluate, prompts, render, tokenizer
+    from scalingar_core.models.toy import evaluate, prompts, render, tokenizer
 
     entries = prompts.builtin_eval(per_category=2)
     rng = np.random.default_rng(0)
@@ -145,7 +146,7 @@ def test_evaluate_scores_true_renders_as_correct_and_auroc_orders():
 
 
 def test_evaluate_sample_shapes_with_a_tiny_net():
-    from scalingar_core.toy import evaluate
+    from scalingar_core.models.toy import evaluate
 
     torch.manual_seed(0)
     net = toy_model.ToyNet(_tiny_config())
@@ -159,8 +160,8 @@ def test_evaluate_sample_shapes_with_a_tiny_net():
 def test_batched_session_serves_each_caption_its_own_rows():
     """``start_batch`` stacks several captions' trajectories in one session: each block of rows decodes
     like a session of its own caption (up to float rounding of the larger matmuls)."""
-    from scalingar_core.config import RunConfig
-    from scalingar_core.sampler import generate, generate_batch
+    from scalingar_core.engine.config import RunConfig
+    from scalingar_core.engine.loop import generate, generate_batch
 
     torch.manual_seed(0)
     net = toy_model.ToyNet(_tiny_config())

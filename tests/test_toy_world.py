@@ -4,7 +4,7 @@ import copy
 import numpy as np
 import pytest
 
-from scalingar_core.toy import checker, prompts, render, tokenizer
+from scalingar_core.models.toy import checker, prompts, render, tokenizer
 
 
 def _scenes(per_category=30, seed=0, world=render.SMALL):

@@ -1,7 +1,7 @@
 """Write the UI-format workflows in workflows/ (ComfyUI serves that folder as this pack's templates).
 
 Config-node widget values come from the engine's dataclass defaults, so the templates never drift from
-scalingar_core/config.py. Run after changing a node's inputs or a default:
+scalingar_core/engine/config.py. Run after changing a node's inputs or a default:
 
     .venv/bin/python scripts/comfyui/make_workflows.py        # (any Python with torch; no ComfyUI)
 
@@ -18,7 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from scalingar_core.config import GateConfig, ProfileConfig, SchedulerConfig  # noqa: E402
+from scalingar_core.engine.config import GateConfig, ProfileConfig, SchedulerConfig  # noqa: E402
 
 OUT = REPO / "workflows"
 

@@ -28,7 +28,6 @@ import sys
 import time
 
 import pytest
-
 from browser_support import CANVAS_STATS_JS, REPO, require_browser
 from chromium_cdp import Browser
 

@@ -27,7 +27,7 @@ N_SMALL = 3
 @pytest.fixture(scope="module")
 def toy(cenv):
     """A toy-shapes ARModel with random weights, wrapped for ComfyUI, and its encoded default prompt."""
-    from scalingar_core.toy.model import ToyNet, ToyShapesModel, default_config
+    from scalingar_core.models.toy.model import ToyNet, ToyShapesModel, default_config
 
     torch.manual_seed(0)
     net = ToyNet(default_config())
@@ -48,7 +48,7 @@ def run_sampler(cenv, patcher, cond, strategy="scalingar", n=N_SMALL, seed=0, te
 
 
 def policy(cenv):
-    from scalingar_core.config import GateConfig, ProfileConfig, SchedulerConfig
+    from scalingar_core.engine.config import GateConfig, ProfileConfig, SchedulerConfig
 
     # A gate that must remove: after a short warm-up every C below 0.99 is a hard fail (one survivor kept).
     return ProfileConfig(), GateConfig(warmup_fraction=0.1, protection_fraction=0.1, hard_fail=0.99), \
@@ -129,7 +129,7 @@ def test_dropdown_values_are_validated_for_every_combo_input(cenv):
 
 
 def test_model_dropdown_puts_toy_first_and_lists_loadable_checkpoints_only(cenv):
-    from scalingar_core import registry
+    from scalingar_core.models import registry
 
     folder = Path(cenv.nodes.models.default_folder())
     folder.mkdir(parents=True, exist_ok=True)
@@ -239,7 +239,7 @@ def test_local_checkpoint_that_is_no_known_family_is_a_clear_error(cenv):
 
 
 def test_loader_returns_a_model_patcher_for_the_bundled_toy(cenv):
-    from scalingar_core.toy import model as toy_model
+    from scalingar_core.models.toy import model as toy_model
 
     if not toy_model.WEIGHTS_FILE.is_file():
         pytest.skip(f"toy-shapes weights not in the repository yet ({toy_model.WEIGHTS_FILE})")
@@ -259,10 +259,11 @@ def test_llamagen_family_loads_from_an_extra_folder_and_samples(cenv, tmp_path):
     second model folder, as extra_model_paths.yaml would add: loader -> encode -> sampler, all glue."""
     import comfy.model_management as mm
     import folder_paths
-    from scalingar_core import registry
-    from scalingar_core.llamagen.adapter import load_preset
-    from scalingar_core.llamagen.synthetic import tiny_preset, write_preset_files
-    from scalingar_core.registry import ModelEntry
+
+    from scalingar_core.models import registry
+    from scalingar_core.models.llamagen.adapter import load_preset
+    from scalingar_core.models.registry import ModelEntry
+    from scalingar_core.testing.llamagen import tiny_preset, write_preset_files
 
     preset = tiny_preset("tiny-t2i-comfy-test")
     extra = tmp_path / "extra_scalingar"
@@ -308,7 +309,8 @@ def test_janus_presets_and_janus_pro_folders_in_the_dropdown_load_encode_and_sam
     is listed by name (a folder that is not Janus is not), loads, encodes its chat-format prompt and samples
     with a removal: loader -> encode -> sampler glue for a second family."""
     import folder_paths
-    from scalingar_core.janus import synthetic
+
+    from scalingar_core.testing import janus as synthetic
 
     base = Path(folder_paths.get_folder_paths(cenv.nodes.models.JANUS_FOLDER)[0])
     folder = synthetic.write_original_folder(base / "Janus-Pro-tiny",
@@ -362,7 +364,7 @@ def test_download_progress_drives_one_progress_bar_per_file(cenv):
 def test_loader_shows_download_sizes_on_the_node_before_fetching(cenv, tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from scalingar_core import registry
+    from scalingar_core.models import registry
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
 
@@ -411,7 +413,8 @@ def test_compile_toggle_decodes_with_the_compiled_step(cenv, toy):
     """The sampler's compile toggle reaches the model (traced here with dynamo's eager backend, which counts
     graphs like inductor without its C++ build); off again, the model decodes eagerly."""
     import torch._dynamo.utils as dynamo_utils
-    from scalingar_core.llamagen.compile import CompiledDecoder
+
+    from scalingar_core.models.compile import CompiledDecoder
 
     patcher, cond = toy
     ar = patcher.model.ar
@@ -441,7 +444,7 @@ def test_memory_estimate_is_passed_without_double_counting_weights(cenv):
 
 
 def test_patcher_moves_modules_in_place_and_the_model_follows(cenv):
-    from scalingar_core.toy.model import ToyNet, ToyShapesModel, default_config
+    from scalingar_core.models.toy.model import ToyNet, ToyShapesModel, default_config
 
     model = ToyShapesModel(ToyNet(default_config()))
     module = cenv.nodes.patcher.ARModelModule(model)
@@ -461,7 +464,7 @@ def test_patcher_moves_modules_in_place_and_the_model_follows(cenv):
                                                     ("ScalingARTerminationGate", "GateConfig"),
                                                     ("ScalingARGuidanceScheduler", "SchedulerConfig")])
 def test_config_node_inputs_are_the_dataclass_fields_with_their_defaults(cenv, node_name, config_name):
-    from scalingar_core import config as cfg
+    from scalingar_core.engine import config as cfg
 
     cls = getattr(cfg, config_name)
     node = cenv.pack.NODE_CLASS_MAPPINGS[node_name]
@@ -480,7 +483,7 @@ def test_config_node_inputs_are_the_dataclass_fields_with_their_defaults(cenv, n
 
 
 def test_config_node_rejects_a_bad_combination_with_the_setting_named(cenv):
-    from scalingar_core.config import ProfileConfig
+    from scalingar_core.engine.config import ProfileConfig
 
     node = cenv.pack.NODE_CLASS_MAPPINGS["ScalingARConfidenceProfile"]
     values = {f.name: f.default for f in fields(ProfileConfig)}
@@ -508,7 +511,7 @@ def test_sampler_outputs_image_candidates_trace_and_ui_summary(cenv, toy):
     assert len(summary["trajectories"]) == 4 and len(summary["trajectories"][0]["C"]) >= 1
     assert summary["strategy"] == "scalingar"
     # the entropy map: one panel per candidate (enlarged, with a title row and a colour bar), an IMAGE batch
-    from scalingar_core.entropy_map import panel_layout
+    from scalingar_core.app.entropy_map import panel_layout
 
     layout = panel_layout(256, 256)  # 32 px toy images are enlarged 8x
     assert entropy_map.shape == (4, layout.height, layout.width, 3) and entropy_map.dtype == torch.float32
@@ -524,7 +527,7 @@ def test_removed_candidates_are_framed_in_red(cenv, toy):
     assert removed, "the aggressive gate removed nobody in 64 tokens; the frame cannot be checked"
     corner = candidates[removed[0], 0, 0]
     assert corner[0] > 0.8 and corner[1] < 0.2 and corner[2] < 0.2  # red
-    from scalingar_core.entropy_map import panel_layout
+    from scalingar_core.app.entropy_map import panel_layout
 
     left, top = panel_layout(256, 256).image[:2]
     for i, r in enumerate(trace.trajectories):  # the entropy map frames the same candidates
@@ -543,7 +546,7 @@ def test_same_seed_same_images_other_seed_other_images(cenv, toy):
 
 
 def test_absent_gate_and_scheduler_mean_off_and_sentinels_mean_model_defaults(cenv, toy):
-    from scalingar_core.config import GateConfig, ProfileConfig, SchedulerConfig
+    from scalingar_core.engine.config import GateConfig, ProfileConfig, SchedulerConfig
 
     s = cenv.nodes.sampler
     sampling = s.sampling_config(5, 3, 0.0, -1, 0.0, -1.0)
@@ -572,7 +575,7 @@ def _run_with_reporter(cenv, toy, seconds_per_token):
     server = FakeServer()
     clock = iter(i * seconds_per_token for i in range(10_000))
     reporter = cenv.nodes.progress.StepReporter("17", "prompt-1", server=server, clock=lambda: next(clock))
-    from scalingar_core.sampler import generate
+    from scalingar_core.engine.loop import generate
 
     try:
         config = cenv.nodes.sampler.run_config("scalingar",
@@ -648,8 +651,8 @@ def _count_colour(image: torch.Tensor, rgb, tol=40) -> int:
 
 def test_trace_plot_image(cenv, toy):
     patcher, cond = toy
-    plot_node, tp = cenv.nodes.trace_nodes.ScalingARTracePlot, __import__("scalingar_core.plot", fromlist=["x"])
-    from scalingar_core.config import GateConfig, SchedulerConfig
+    plot_node, tp = cenv.nodes.trace_nodes.ScalingARTracePlot, __import__("scalingar_core.app.plot", fromlist=["x"])
+    from scalingar_core.engine.config import GateConfig, SchedulerConfig
 
     # Gate on but unable to remove anyone (hard fail 0, threshold quantile tiny): four full-length lines.
     keep_all = GateConfig(quantile=0.01, hard_fail=0.0, min_survivors=4)
@@ -698,8 +701,9 @@ def test_trace_save_writes_json_and_csv_into_the_output_folder(cenv, toy):
                                   "janus_pro_1b_scalingar", "scalingar_vs_best_of_n"])
 def test_shipped_workflow_converts_against_the_node_schemas(cenv, name):
     """Every template's widget values line up with the current inputs (same check the editor relies on)."""
-    import nodes as comfy_nodes  # ComfyUI's own module: SaveImage, PreviewImage
     import workflow_api
+
+    import nodes as comfy_nodes  # ComfyUI's own module: SaveImage, PreviewImage
 
     info = {}
     for node_id, cls in {**comfy_nodes.NODE_CLASS_MAPPINGS, **cenv.pack.NODE_CLASS_MAPPINGS}.items():

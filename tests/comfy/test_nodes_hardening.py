@@ -30,8 +30,8 @@ def test_trace_save_target_is_checked_at_queue_time(cenv):
 def test_trace_save_writes_atomically(cenv, monkeypatch):
     import folder_paths
 
-    from scalingar_core.reference_model import ReferenceModel
-    from scalingar_core.sampler import generate
+    from scalingar_core.engine.loop import generate
+    from scalingar_core.testing.reference_model import ReferenceModel
 
     model = ReferenceModel(grid=(4, 4))
     trace = generate(model, model.encode("a")).trace
@@ -70,8 +70,8 @@ def test_a_text_file_named_like_a_checkpoint_is_named_in_the_loader(cenv):
 
 
 def test_a_llamagen_prompt_that_cleans_to_nothing_is_an_error_in_text_encode(cenv, tmp_path):
-    from scalingar_core.llamagen.adapter import load_preset
-    from scalingar_core.llamagen.synthetic import tiny_preset, write_preset_files
+    from scalingar_core.models.llamagen.adapter import load_preset
+    from scalingar_core.testing.llamagen import tiny_preset, write_preset_files
 
     preset = tiny_preset("tiny-t2i-empty-caption")
     write_preset_files(preset, tmp_path)

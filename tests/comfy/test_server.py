@@ -29,7 +29,7 @@ OFFLINE_WORKFLOWS = ["toy_shapes_scalingar", "scalingar_vs_best_of_n"]  # the ot
 
 def toy_steps() -> int:
     """Tokens per image of the default toy model, which both offline workflows load."""
-    from scalingar_core import registry
+    from scalingar_core.models import registry
 
     h, w = registry.entry(registry.DEFAULT_MODEL).info.grid
     return h * w
@@ -50,8 +50,8 @@ def server(tmp_path_factory):
     # An extra_model_paths.yaml with a "scalingar:" folder holding one local file: the loader must list it.
     extra = tmp_path_factory.mktemp("extra-models")
     (extra / "scalingar").mkdir()
-    from safetensors.torch import save_file
     import torch
+    from safetensors.torch import save_file
 
     save_file({"weight": torch.zeros(4)}, str(extra / "scalingar" / EXTRA_CHECKPOINT))
     save_file({"weight": torch.zeros(4)}, str(extra / "scalingar" / FOREIGN_FILE))
@@ -71,7 +71,7 @@ def object_info(server):
 
 
 def needs_toy_weights():
-    from scalingar_core.toy import model as toy_model
+    from scalingar_core.models.toy import model as toy_model
 
     if not toy_model.WEIGHTS_FILE.is_file():
         pytest.skip(f"toy-shapes weights missing ({toy_model.WEIGHTS_FILE}); train them: {toy_model.TRAIN_COMMAND}")
@@ -143,7 +143,7 @@ def test_pack_imported_without_errors(server):
 
 
 def test_every_node_in_object_info_with_expected_inputs(object_info):
-    from scalingar_core.config import GateConfig, ProfileConfig, SchedulerConfig
+    from scalingar_core.engine.config import GateConfig, ProfileConfig, SchedulerConfig
 
     ours = {k: v for k, v in object_info.items() if k.startswith("ScalingAR")}
     assert set(ours) == NODE_IDS

@@ -1,0 +1,256 @@
+"""Profile level of ScalingAR: eqs. (5)–(12) of ``shared/method.md`` (v1 numbering).
+
+Each equation is one small function on tensors of the ``n`` active trajectories. :class:`ConfidenceProfile`
+strings them together for one decoding step and keeps its state in :class:`ProfileState`, a dataclass of
+device tensors that is compacted (or copied) with the batch. Nothing here reads a value back to the host.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import torch
+
+from .config import ProfileConfig
+from .history import History, RollingPool
+from .sampling import guided_logits
+
+# ---------------------------------------------------------------- token-level signals (eqs. 3, 5)
+
+def _unnormalised(logits: torch.Tensor, top: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """exp(ℓ − max ℓ), its row sums z and logsumexp ℓ: a softmax without the division, in few passes
+    (the profile runs on every step over the whole vocabulary, so passes matter on CPU). ``top``: the row
+    maxima ``[n, 1]`` when already known."""
+    top = logits.amax(-1, keepdim=True) if top is None else top
+    # below −87, exp underflows to denormals (slow on CPU) and contributes < 1e-38: clamp it away
+    e = torch.exp((logits - top).clamp_min(-87.0))
+    z = e.sum(-1, keepdim=True)
+    return e, z.squeeze(-1), (top + z.log()).squeeze(-1)
+
+
+def entropy_and_margin(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Eq. (5) inputs: normalised entropy H̄ = H / log|V| and the top-1 minus top-2 probability margin m,
+    plus logsumexp ℓ (for the other signals of the same distribution).
+
+    ``logits`` ``[n, V]`` fp32 (already guided and divided by the temperature) over the full vocabulary."""
+    logits = logits.clamp_min(-1e4)  # masked (−inf) tokens: p = 0 and a finite logit, so 0·ℓ = 0
+    top2 = logits.topk(2, dim=-1).values  # a tie for the top gives margin 0
+    e, z, lse = _unnormalised(logits, top2[:, :1])
+    entropy = lse - torch.linalg.vecdot(e, logits) / z  # −Σ p log p = logsumexp ℓ − Σ p ℓ
+    margin = torch.exp(top2[:, 0] - lse) - torch.exp(top2[:, 1] - lse)
+    return entropy / math.log(logits.shape[-1]), margin, lse
+
+
+def token_confidence(entropy_norm: torch.Tensor, margin: torch.Tensor, alpha_h: float, alpha_m: float) -> torch.Tensor:
+    """Eq. (5): c_t = 1 − u_t with u_t = α_H·H̄_t + α_M·(1 − m_t)."""
+    return 1.0 - (alpha_h * entropy_norm + alpha_m * (1.0 - margin))
+
+
+def ema(previous: torch.Tensor, value: torch.Tensor, rate: float) -> torch.Tensor:
+    """Eqs. (6), (8), (10), (13): x_t = (1 − λ)·x_{t−1} + λ·value (λ weights the new value, A3), as one lerp."""
+    return torch.lerp(previous, value, rate)
+
+
+def self_certainty(logits: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
+    """Self-certainty of one token (Kang et al.): KL(U ‖ p) = −(1/|V|)·Σ_j (log p_j + log|V|), with
+    log p_j = logit_j − logsumexp (``logits`` as returned clamped by :func:`entropy_and_margin` callers)."""
+    mean_logp = logits.mean(-1) - lse
+    return -(mean_logp + math.log(logits.shape[-1]))
+
+
+# ---------------------------------------------------------------- worst-block stability (eq. 7)
+
+def block_layout(grid: tuple[int, int], b: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Block index of every raster position and the capacity (cells) of every b×b block (edge blocks may
+    be smaller when the grid is not a multiple of b)."""
+    h, w = grid
+    rows = torch.arange(h).repeat_interleave(w)
+    cols = torch.arange(w).repeat(h)
+    nbw = -(-w // b)
+    index = (rows // b) * nbw + cols // b
+    capacity = torch.bincount(index, minlength=int(index.max()) + 1)
+    return index, capacity
+
+
+@dataclass(frozen=True)
+class BlockSchedule:
+    """What eq. (7) may use after each step ``t``, fixed before the run: every trajectory sits at the same
+    raster position, so the blocks' fill and eligibility depend on ``t`` alone (no per-step host work)."""
+
+    count: torch.Tensor  # [T, K] float: cells of each block filled after position t (device)
+    eligible: torch.Tensor  # [T, K] bool: fill ratio >= ρ_min (device)
+    worst: list[int]  # [T] ⌈q·n_eligible⌉ blocks to average, 0 while none is eligible (host)
+
+
+def block_schedule(grid: tuple[int, int], b: int, min_fill: float, worst_fraction: float, device) -> BlockSchedule:
+    """The :class:`BlockSchedule` of a ``grid`` decoded in raster order with ``b×b`` blocks."""
+    index, capacity = block_layout(grid, b)
+    count = torch.nn.functional.one_hot(index, len(capacity)).cumsum(0).double()  # [T, K]
+    eligible = count / capacity.double() >= min_fill - 1e-12
+    worst = [max(1, math.ceil(worst_fraction * e)) if e else 0 for e in eligible.sum(1).tolist()]
+    return BlockSchedule(count.float().to(device), eligible.to(device), worst)
+
+
+def worst_block_entropy(block_sum: torch.Tensor, count: torch.Tensor, eligible: torch.Tensor,
+                        k: int) -> torch.Tensor | None:
+    """Eq. (7): Ē^worst_t, the mean of the worst ``k`` = ⌈q·n_eligible⌉ block means E_k (highest entropy)
+    over the blocks whose fill ratio is at least ρ_min. ``None`` when no block is eligible yet (``k`` = 0).
+
+    ``block_sum`` ``[n, K]`` sums of H̄ per block; ``count`` ``[K]`` cells filled per block; ``eligible``
+    ``[K]`` bool (one row of a :class:`BlockSchedule`)."""
+    if k == 0:
+        return None
+    means = (block_sum / count.clamp_min(1.0)).masked_fill(~eligible, float("-inf"))
+    return means.topk(k, dim=-1).values.mean(-1)
+
+
+def rolling_minmax(value: torch.Tensor, low: torch.Tensor, high: torch.Tensor, eps: float) -> torch.Tensor:
+    """Eq. (7): N^rolling(x) = (x − min_win) / (max_win − min_win + ε)."""
+    return (value - low) / (high - low + eps)
+
+
+def block_stability(worst: torch.Tensor, low: torch.Tensor, high: torch.Tensor, eps: float) -> torch.Tensor:
+    """Eq. (7): B_t = 1 − N^rolling(Ē^worst_t)."""
+    return 1.0 - rolling_minmax(worst, low, high, eps)
+
+
+# ---------------------------------------------------------------- intrinsic channel (eq. 8)
+
+def intrinsic_raw(s_tok: torch.Tensor, block: torch.Tensor, w_tok: float, w_blk: float) -> torch.Tensor:
+    """Eq. (8): I^raw_t = w_tok·s^tok_t + w_blk·B_t (then smoothed by :func:`ema` with λ_I)."""
+    return w_tok * s_tok + w_blk * block
+
+
+# ---------------------------------------------------------------- conditional channel (eqs. 9, 10)
+
+def conditional_kl(cond_logits: torch.Tensor, uncond_logits: torch.Tensor) -> torch.Tensor:
+    """Eq. (9): K_t = KL(p_c ‖ p_u) = Σ_v p_c(v)·[log p_c(v) − log p_u(v)] (temperature already applied).
+
+    Computed as Σ p_c·(ℓ_c − ℓ_u) − logsumexp ℓ_c + logsumexp ℓ_u: the same value in fewer passes (fp32
+    logits)."""
+    e_c, z_c, lse_c = _unnormalised(cond_logits)
+    lse_u = torch.logsumexp(uncond_logits, -1)
+    return torch.linalg.vecdot(e_c, cond_logits - uncond_logits) / z_c - lse_c + lse_u
+
+
+def rolling_zscore(value: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, eps: float) -> torch.Tensor:
+    """Eq. (9): z_t = (K_t − μ^roll_t) / (σ^roll_t + ε)."""
+    return (value - mean) / (std + eps)
+
+
+def drift_score(z: torch.Tensor) -> torch.Tensor:
+    """Eq. (10): D_t = σ(z_t), the logistic map into [0, 1] (RECONSTRUCTED form)."""
+    return torch.sigmoid(z)
+
+
+# ---------------------------------------------------------------- unified confidence (eqs. 11, 12)
+
+def unified_confidence(intrinsic: torch.Tensor, drift: torch.Tensor, w_i: float, w_d: float,
+                       calibration: tuple[float, float] | None = None) -> torch.Tensor:
+    """Eq. (11): C_t = w_I·I_t + w_D·D̂_t, optionally calibrated as σ(a·C_t + b)."""
+    c = w_i * intrinsic + w_d * drift
+    if calibration is not None:
+        c = torch.sigmoid(calibration[0] * c + calibration[1])
+    return c
+
+
+def rebound(c: torch.Tensor, c_min: torch.Tensor, eps: float) -> torch.Tensor:
+    """Eq. (12): R_t = (C_t − C_min(t)) / (|C_min(t)| + ε), with C_min(t) = min_{τ≤t} C_τ."""
+    return (c - c_min) / (c_min.abs() + eps)
+
+
+# ---------------------------------------------------------------- state and one step
+
+@dataclass
+class ProfileState:
+    """Per-trajectory profile state (rows follow the active batch)."""
+
+    s_tok: torch.Tensor  # [n] eq. 6
+    intrinsic: torch.Tensor  # [n] I, eq. 8
+    d_hat: torch.Tensor  # [n] D̂, eq. 10
+    c: torch.Tensor  # [n] C, eq. 11
+    c_min: torch.Tensor  # [n] eq. 12
+    r: torch.Tensor  # [n] eq. 12
+    block_sum: torch.Tensor  # [n, K] accumulated H̄ per block
+    tok_conf_sum: torch.Tensor  # [n] Σ c_t (Best-of-N / IS intrinsic score)
+    self_cert_sum: torch.Tensor  # [n] Σ self-certainty
+
+    @classmethod
+    def empty(cls, n: int, num_blocks: int, device) -> "ProfileState":
+        z = torch.zeros(n, device=device)
+        return cls(z, z.clone(), z.clone(), z.clone(), z.clone(), z.clone(),
+                   torch.zeros(n, num_blocks, device=device), z.clone(), z.clone())
+
+    def keep(self, rows: torch.Tensor) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name).index_select(0, rows))
+
+
+class ConfidenceProfile:
+    """Computes eqs. (5)–(12) for the active trajectories at each step and records them in ``history``."""
+
+    def __init__(self, cfg: ProfileConfig, grid: tuple[int, int], num_trajectories: int, device,
+                 history: History):
+        self.cfg = cfg
+        self.grid = grid
+        self.history = history
+        index, capacity = block_layout(grid, cfg.block_size)
+        self.block_index = index.tolist()  # host list: the block of position t is known without a sync
+        self.blocks = block_schedule(grid, cfg.block_size, cfg.min_fill, cfg.worst_fraction, device)
+        self.state = ProfileState.empty(num_trajectories, len(capacity), device)
+        self.worst_pool = RollingPool(cfg.roll_window, num_trajectories, device)
+        self.kl_pool = RollingPool(cfg.roll_window, num_trajectories, device)
+
+    def copy_pools(self, dest: torch.Tensor, src: torch.Tensor) -> None:
+        self.worst_pool.copy_rows(dest, src)
+        self.kl_pool.copy_rows(dest, src)
+
+    def forget(self, ids: torch.Tensor) -> None:
+        """Removed trajectories leave the rolling normalisations at once (pooled B and D use the active ones)."""
+        self.worst_pool.forget(ids)
+        self.kl_pool.forget(ids)
+
+    def step(self, t: int, ids: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor,
+             cfg_prev: torch.Tensor, temperature: float) -> ProfileState:
+        cfg, st, hist = self.cfg, self.state, self.history
+        first = t == 0
+        # (5) token-level signals of the sampled (guided) distribution at the previous scale (A1)
+        if temperature != 1.0:
+            cond, uncond = cond / temperature, uncond / temperature
+        source = cond if cfg.entropy_source == "conditional" else guided_logits(cond, uncond, cfg_prev)
+        h_norm, margin, lse = entropy_and_margin(source)
+        c_tok = token_confidence(h_norm, margin, cfg.alpha_h, cfg.alpha_m)
+        st.tok_conf_sum += c_tok
+        st.self_cert_sum += self_certainty(source.clamp_min(-1e4), lse)
+        # (6)
+        st.s_tok = c_tok if first else ema(st.s_tok, c_tok, cfg.lambda_tok)
+        # (7) accumulate this position's entropy into its block, then the worst eligible blocks
+        st.block_sum[:, self.block_index[t]] += h_norm
+        blocks = self.blocks
+        worst = worst_block_entropy(st.block_sum, blocks.count[t], blocks.eligible[t], blocks.worst[t])
+        if worst is None:
+            block = torch.full_like(h_norm, cfg.neutral_block_score)
+            self.worst_pool.push(t, ids, None)
+            worst = torch.full_like(h_norm, float("nan"))  # recorded as "not yet defined"
+        else:
+            self.worst_pool.push(t, ids, worst)
+            low, high = self.worst_pool.min_max(t, ids, cfg.normalisation)
+            block = block_stability(worst, low, high, cfg.eps)
+        # (8)
+        i_raw = intrinsic_raw(st.s_tok, block, cfg.w_tok, cfg.w_blk)
+        st.intrinsic = i_raw if first else ema(st.intrinsic, i_raw, cfg.lambda_i)
+        # (9), (10)
+        kl = conditional_kl(cond, uncond)
+        self.kl_pool.push(t, ids, kl)
+        mean, std = self.kl_pool.mean_std(t, ids, cfg.normalisation)
+        d = drift_score(rolling_zscore(kl, mean, std, cfg.eps))
+        st.d_hat = d if first else ema(st.d_hat, d, cfg.lambda_d)
+        # (11), (12)
+        st.c = unified_confidence(st.intrinsic, st.d_hat, cfg.w_i, cfg.w_d,
+                                  (cfg.calib_a, cfg.calib_b) if cfg.calibrate else None)
+        st.c_min = st.c if first else torch.minimum(st.c_min, st.c)
+        st.r = rebound(st.c, st.c_min, cfg.eps)
+        hist.record(t, ids, entropy_norm=h_norm, margin=margin, kl=kl, worst_block_entropy=worst, s_tok=st.s_tok,
+                    B=block, I=st.intrinsic, D=d, D_hat=st.d_hat, C=st.c, C_min=st.c_min, R=st.r)
+        return st
