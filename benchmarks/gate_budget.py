@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scalingar_core import files  # noqa: E402
 from scalingar_core.engine.config import CHOICES, GateConfig  # noqa: E402
-from scalingar_core.engine.gate import replay, tokens_spent  # noqa: E402
+from scalingar_core.engine.gate import tokens_spent  # noqa: E402
+from scalingar_core.engine.replay import replay  # noqa: E402
 
 PAPER_TOKENS, PAPER_BON = 2350, 8192  # v3 Table 5, LlamaGen-512, N = 8
 PAPER_RATIO = PAPER_TOKENS / PAPER_BON

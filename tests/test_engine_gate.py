@@ -11,10 +11,10 @@ from scalingar_core.engine.gate import (
     KEEP,
     TerminationGate,
     guard_survivors,
-    replay,
     tokens_spent,
 )
 from scalingar_core.engine.history import History
+from scalingar_core.engine.replay import replay
 
 
 def drive(cfg: GateConfig, sequences, steps):

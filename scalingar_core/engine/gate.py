@@ -162,34 +162,6 @@ class TerminationGate:
         since = t - torch.maximum(st.flag_start, st.last_recovery)
         return below & (since >= cfg.recovery_window)
 
-def replay(cfg: GateConfig, traces: torch.Tensor) -> dict[int, tuple[int, int]]:
-    """Drive a gate with given C traces ``[n, T]`` (recorded or synthetic; no model, no profile) and return
-    ``{trajectory: (step, reason)}`` for every removal. C_min and R follow eq. (12) as in the profile; a removed
-    row leaves the batch as in the sampler. Used by ``benchmarks/gate_budget.py`` and the gate's tests."""
-    n, steps = traces.shape
-    hist = History(n, steps, traces.device)
-    gate = TerminationGate(cfg, steps, n, traces.device, hist)
-    ids = torch.arange(n, device=traces.device)
-    c_min = torch.full((n,), float("inf"), device=traces.device)
-    removed: dict[int, tuple[int, int]] = {}
-    for t in range(steps):
-        c = traces[ids, t]
-        c_min = torch.minimum(c_min, c)
-        hist.record(t, ids, C=c)
-        if t == steps - 1 or ids.numel() <= cfg.min_survivors:
-            gate.update_threshold(t, ids, c)  # as the sampler does: nobody can leave
-            continue
-        reason = gate.decide(t, ids, c, c_min, rebound(c, c_min, 1e-6))
-        keep = reason == KEEP
-        if not bool(keep.all()):
-            for i, why in zip(ids[~keep].tolist(), reason[~keep].tolist()):
-                removed[i] = (t, why)
-            rows = torch.nonzero(keep).squeeze(1)
-            ids, c_min = ids[rows], c_min[rows]
-            gate.state.keep(rows)
-    return removed
-
-
 def tokens_spent(removed: dict[int, tuple[int, int]], n: int, steps: int) -> int:
     """Visual tokens of one image (A18): every trajectory counts the steps it was decoded, removals included."""
     return sum(removed[i][0] + 1 if i in removed else steps for i in range(n))

@@ -161,10 +161,17 @@ class KVCache:
         self.k, self.v = self._k, self._v
 
     def update(self, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kv_len: int | None):
-        """Write ``k, v [rows, H, L, D]`` at cache slots ``slots [L]``; return what attention reads: the first
-        ``kv_len`` slots, or the whole static length when ``kv_len`` is None (a mask then hides the rest)."""
-        self.k.index_copy_(2, slots, k)
-        self.v.index_copy_(2, slots, v)
+        """Write ``k, v [rows, H, L, D]`` at cache slots ``slots [L]`` (every row at the same slots), or, for one
+        new position per row, ``slots [rows, 1]`` (each row at its own slot: rows at different steps share a
+        batch); return what attention reads: the first ``kv_len`` slots, or the whole static length when
+        ``kv_len`` is None (a mask then hides the rest)."""
+        if slots.dim() == 2:
+            rows = torch.arange(k.shape[0], device=k.device)
+            self.k[rows, :, slots[:, 0]] = k[:, :, 0]
+            self.v[rows, :, slots[:, 0]] = v[:, :, 0]
+        else:
+            self.k.index_copy_(2, slots, k)
+            self.v.index_copy_(2, slots, v)
         if kv_len is None:
             return self.k, self.v
         return self.k[:, :, :kv_len], self.v[:, :, :kv_len]
@@ -367,17 +374,19 @@ class GPT(nn.Module):
                     rope: torch.Tensor, kv_len: int | None = None) -> torch.Tensor:
         """One cached decode step for every row: fp32 logits ``[B, V]`` after ``tokens [B]``.
 
-        The token sits at sequence position ``rope_pos [1]`` (its RoPE row, gathered from the table ``rope``)
-        and its k/v go to cache slot ``slot [1]``. ``kv_len=None`` is the static-shape form that
-        ``torch.compile`` captures once for every step: the query attends the whole cache through the mask
-        row "slots <= slot". An int attends only the first ``kv_len`` slots, all written, with no mask (eager
-        decoding: SDPA may use its fused kernels)."""
+        The token sits at sequence position ``rope_pos`` (its RoPE row, gathered from the table ``rope``) and
+        its k/v go to cache slot ``slot``: ``[1]`` both when every row is at the same step, or ``[B]`` and
+        ``[B, 1]`` when each row has its own (continuous batching). ``kv_len=None`` is the static-shape form
+        that ``torch.compile`` captures once for every step: the query attends the whole cache through the
+        mask row "slots <= slot". An int attends only the first ``kv_len`` slots; with one shared slot they
+        are all written and need no mask (eager decoding: SDPA may use its fused kernels), with per-row slots
+        the mask hides each row's unwritten ones."""
         x = self.tok_embeddings(tokens)[:, None]
         mask = None
-        if kv_len is None:
-            seq = caches[0].k.shape[2]
-            mask = (torch.arange(seq, device=slot.device) <= slot).view(1, 1, 1, seq)
-        h = self.trunk(x, rope.index_select(0, rope_pos)[None], mask, caches, slot, kv_len)
+        if kv_len is None or slot.dim() == 2:
+            seq = caches[0].k.shape[2] if kv_len is None else kv_len
+            mask = (torch.arange(seq, device=slot.device) <= slot.reshape(-1, 1)).view(-1, 1, 1, seq)
+        h = self.trunk(x, rope.index_select(0, rope_pos)[:, None], mask, caches, slot, kv_len)
         return self.head(h[:, -1])
 
     def head(self, h: torch.Tensor) -> torch.Tensor:

@@ -40,7 +40,7 @@ class GPTSession:
     """
 
     def __init__(self, model: GPT, cond, n: int, cond_mask: torch.Tensor | None = None, uncond=None,
-                 guidance: bool = True, compiled: bool = False):
+                 guidance: bool = True, compiled: bool = False, inputs=None):
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         self.model = model
@@ -68,6 +68,9 @@ class GPTSession:
         self._pos = None  # next sequence position (python int)
         self._slot_t = self._pos_t = None  # the same two on the device, for the static-shape step
         self._rope = model.rope(device)
+        self._inputs = inputs  # condition object -> (cond, cond_mask): how admit() reads a family's conditions
+        self._slots: list[int] | None = None  # per trajectory, once rows sit at different steps (admit)
+        self._positions: list[int] | None = None
 
     def _as_input(self, c, n, device):
         if self.model.config.model_type == "c2i":
@@ -87,52 +90,130 @@ class GPTSession:
     def _halves(self) -> int:
         return 2 if self.guidance else 1
 
-    @torch.no_grad()
-    def prefill(self) -> torch.Tensor:
-        if self._slot is not None:
-            raise RuntimeError("prefill() was already called on this session; start a new one")
-        model, n = self.model, self._n
+    def _prefix(self, cond, uncond, n: int, prefix_ok: torch.Tensor | None):
+        """Run the condition prefix of ``n`` trajectories once per distinct row; return the per-layer k/v of the
+        slots image tokens may attend (``[rows, H, kept, D]``, rows in session order: conditional, then
+        unconditional), the number of those slots, and the fp32 logits of every row."""
+        model = self.model
         T = model.config.cls_token_num
         device = self._rope.device
         # distinct rows only: one per condition given (1 or n), then one per null condition
-        cond = model.embed_condition(self._cond)
+        cond = model.embed_condition(cond)
         rows = [cond]
         src = [torch.arange(n, device=device) if cond.shape[0] == n else torch.zeros(n, dtype=torch.long, device=device)]
         if self.guidance:
-            uncond = model.embed_condition(self._uncond, rows=1)
+            uncond = model.embed_condition(uncond, rows=1)
             rows.append(uncond)
             src.append(cond.shape[0] + (torch.arange(n, device=device) if uncond.shape[0] == n
                                         else torch.zeros(n, dtype=torch.long, device=device)))
         x, src = torch.cat(rows), torch.cat(src)
-        prefix_ok = self._prefix_ok if self._prefix_ok is not None else torch.ones(T, dtype=torch.bool, device=device)
+        prefix_ok = prefix_ok if prefix_ok is not None else torch.ones(T, dtype=torch.bool, device=device)
         mask = model.attention_mask(model.key_mask(prefix_ok[None], x.shape[0], T, device), 0, T)
         pre = model.new_caches(x.shape[0], seq=T)
         h = model.trunk(x, self._rope[None, :T], mask, pre, torch.arange(T, device=device), T)
         # keep only the slots image tokens may attend: the mask is gone from here on
         kept = prefix_ok.nonzero().squeeze(1)
-        self.caches = self._decoder.claim(self, src.numel()) if self._decoder else model.new_caches(src.numel())
-        for cache, p in zip(self.caches, pre):
-            cache.load(p.k.index_select(0, src).index_select(2, kept), p.v.index_select(0, src).index_select(2, kept))
-        self._slot, self._pos = kept.numel(), T
+        kv = [(p.k.index_select(0, src).index_select(2, kept), p.v.index_select(0, src).index_select(2, kept))
+              for p in pre]
+        return kv, kept.numel(), model.head(h[:, -1]).index_select(0, src)
+
+    @torch.no_grad()
+    def prefill(self) -> torch.Tensor:
+        if self._slot is not None:
+            raise RuntimeError("prefill() was already called on this session; start a new one")
+        n = self._n
+        kv, kept, logits = self._prefix(self._cond, self._uncond, n, self._prefix_ok)
+        device = self._rope.device
+        self.caches = self._decoder.claim(self, 2 * n if self.guidance else n) if self._decoder else \
+            self.model.new_caches(2 * n if self.guidance else n)
+        for cache, (k, v) in zip(self.caches, kv):
+            cache.load(k, v)
+        self._slot, self._pos = kept, self.model.config.cls_token_num
         self._slot_t = torch.tensor([self._slot], device=device)
         self._pos_t = torch.tensor([self._pos], device=device)
         if self._decoder:
             self._decoder.mark_static(self.caches)
         self._cond = self._uncond = None  # no longer needed; frees the features
-        return model.head(h[:, -1]).index_select(0, src)
+        return logits
+
+    @property
+    def admits(self) -> bool:
+        """New trajectories can join mid-flight (eager decoding only: a compiled step keeps its cache)."""
+        return self._decoder is None and self._inputs is not None and self.caches is not None
+
+    @torch.no_grad()
+    def admit(self, conditions: list, counts: list[int]) -> torch.Tensor:
+        """Add ``counts[i]`` trajectories of ``conditions[i]`` (the family's condition objects) after the
+        current ones, in both halves, each at its first image position while the others keep theirs; return
+        the new rows' fp32 logits (their conditional rows, then their unconditional ones)."""
+        if not self.admits:
+            raise RuntimeError("this session cannot admit new trajectories (compiled, or not prefilled)")
+        device = self._rope.device
+        n, halves = self._n, 2 if self.guidance else 1
+        self._per_row()
+        parts, logits, length = [], [], max(self._slots)
+        for condition, k in zip(conditions, counts):
+            cond, mask = self._inputs(condition)
+            prefix_ok = None if mask is None else torch.as_tensor(mask, device=device).bool().reshape(-1)[
+                : self.model.config.cls_token_num]
+            kv, kept, out = self._prefix(_rows(self._as_input(cond, k, device), k, "condition"), None, k, prefix_ok)
+            parts.append((kv, k))
+            logits.append(out)
+            self._slots += [kept] * k
+            self._positions += [self.model.config.cls_token_num] * k
+            length = max(length, kept)
+        added = sum(counts)
+        # current rows keep their places in each half; the new ones go after them (placeholders first)
+        old = torch.arange(n, device=device)
+        blank = torch.zeros(added, dtype=torch.long, device=device)
+        idx = torch.cat([old, blank, old + n, blank][: 2 * halves])
+        start = [n, 2 * n + added][:halves]
+        for layer, cache in enumerate(self.caches):
+            cache.select(idx, length)
+            for half in range(halves):
+                row = start[half]
+                for kv, k in parts:
+                    kk, vv = kv[layer]
+                    width = kk.shape[2]
+                    cache.k[row: row + k, :, :width] = kk[half * k: (half + 1) * k]
+                    cache.v[row: row + k, :, :width] = vv[half * k: (half + 1) * k]
+                    cache.k[row: row + k, :, width:length] = 0
+                    cache.v[row: row + k, :, width:length] = 0
+                    row += k
+        self._n = n + added
+        self._sync_rows()
+        new = torch.cat(logits)  # [cond_1, uncond_1, cond_2, ...] per condition: regroup by half
+        pieces = torch.split(new, [halves * k for k in counts])
+        return torch.cat([piece[h * k: (h + 1) * k] for h in range(halves) for piece, k in zip(pieces, counts)])
+
+    def _per_row(self) -> None:
+        """Switch to per-trajectory slots and positions (rows at different steps)."""
+        if self._slots is None:
+            self._slots = [self._slot] * self._n
+            self._positions = [self._pos] * self._n
+
+    def _sync_rows(self) -> None:
+        """Per-row slots back to one shared slot when every row is at the same step again."""
+        if self._slots and len(set(self._slots)) == 1 and len(set(self._positions)) == 1:
+            self._slot, self._pos = self._slots[0], self._positions[0]
+            self._slot_t.fill_(self._slot)
+            self._pos_t.fill_(self._pos)
+            self._slots = self._positions = None
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         if self._slot is None:
             raise RuntimeError("call prefill() before step()")
         model, n = self.model, self._n
-        if self._pos >= model.config.seq_len:
+        if self._slots is None and self._pos >= model.config.seq_len:
             raise RuntimeError(f"all {model.config.block_size} image positions are already decoded")
         tokens = torch.as_tensor(tokens, device=self._rope.device).long().reshape(-1)
         if tokens.numel() != n:
             raise ValueError(f"step() needs one token per trajectory ({n}), got {tokens.numel()}")
         if self.guidance:
             tokens = torch.cat([tokens, tokens])
+        if self._slots is not None:
+            return self._step_rows(tokens)
         if self._decoder:
             logits = self._decoder.step(self, tokens, self._pos_t, self._slot_t, self.caches, self._rope)
         else:
@@ -142,6 +223,20 @@ class GPTSession:
         self._pos += 1
         self._slot_t += 1  # in place on the device: no host-to-device copy per step
         self._pos_t += 1
+        return logits
+
+    def _step_rows(self, tokens: torch.Tensor) -> torch.Tensor:
+        """A step with every trajectory at its own slot and position (both halves of a trajectory share them)."""
+        device = self._rope.device
+        halves = 2 if self.guidance else 1
+        slots = torch.tensor(self._slots * halves, device=device)
+        positions = torch.tensor(self._positions * halves, device=device)
+        if max(self._positions) >= self.model.config.seq_len:
+            raise RuntimeError(f"all {self.model.config.block_size} image positions are already decoded")
+        logits = self.model.decode_step(tokens, positions, slots[:, None], self.caches, self._rope,
+                                        kv_len=max(self._slots) + 1)
+        self._slots = [s + 1 for s in self._slots]
+        self._positions = [p + 1 for p in self._positions]
         return logits
 
     @torch.no_grad()
@@ -157,8 +252,14 @@ class GPTSession:
                 self._uncond = self._uncond.index_select(0, rows)
         else:
             idx = torch.cat([rows, rows + self._n]) if self.guidance else rows
+            length = self._slot if self._slots is None else max(self._slots)
             for cache in self.caches:
-                cache.select(idx, self._slot)
+                cache.select(idx, length)
+            if self._slots is not None:
+                picked = rows.tolist()
+                self._slots = [self._slots[i] for i in picked]
+                self._positions = [self._positions[i] for i in picked]
             if self._decoder:
                 self._decoder.mark_static(self.caches)
         self._n = rows.numel()
+        self._sync_rows()

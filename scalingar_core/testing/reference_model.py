@@ -39,6 +39,19 @@ class ReferenceSession:
         self.steps += 1
         return self._logits()
 
+    admits = True
+
+    def admit(self, conditions: list[torch.Tensor], counts: list[int]) -> torch.Tensor:
+        """New trajectories join after the current ones in each half (continuous batching); returns their logits."""
+        n, h = self.num_trajectories, self.halves
+        new = [c.to(self.model.device).expand(k, -1) for c, k in zip(conditions, counts)]
+        cond = torch.cat(new)
+        rows = torch.cat([cond, torch.zeros_like(cond)][:h])
+        hidden = torch.tanh(rows)
+        self.cond = torch.cat([self.cond[:n], rows[: cond.shape[0]], self.cond[n:], rows[cond.shape[0]:]][: 2 * h])
+        self.hidden = torch.cat([self.hidden[:n], hidden[: cond.shape[0]], self.hidden[n:], hidden[cond.shape[0]:]][: 2 * h])
+        return (hidden @ self.model.unembed) * self.model.sharpness
+
     def keep(self, rows: torch.Tensor) -> None:
         n = self.num_trajectories
         both = torch.cat([rows, rows + n][: self.halves])

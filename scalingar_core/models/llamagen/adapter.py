@@ -123,11 +123,17 @@ class LlamaGenModel:
     def start(self, condition, n: int, guidance: bool = True) -> GPTSession:
         if isinstance(condition, str):
             condition = self.encode(condition)
-        options = dict(guidance=guidance, compiled=self.compile_decode)
+        options = dict(guidance=guidance, compiled=self.compile_decode, inputs=self._inputs)
         if self.model_type == "c2i":
             return GPTSession(self.gpt, torch.tensor([condition.label]), n, **options)
         return GPTSession(self.gpt, condition.features.to(self.device), n, cond_mask=condition.mask.to(self.device),
                           **options)
+
+    def _inputs(self, condition: LlamaGenCondition):
+        """What a session admitting ``condition`` feeds the GPT: a class label, or T5 features with their mask."""
+        if self.model_type == "c2i":
+            return torch.tensor([condition.label]), None
+        return condition.features.to(self.device), condition.mask.to(self.device)
 
     def release_decode_memory(self) -> None:
         """Free what compiled decoding keeps on the device between runs (its static KV cache)."""

@@ -134,7 +134,8 @@ class ToyShapesModel:
     def start(self, condition: ToyCondition, n: int, guidance: bool = True) -> GPTSession:
         if not isinstance(condition, ToyCondition):
             raise TypeError(f"{self.name} needs a condition from its own encode(), got {type(condition).__name__}")
-        return GPTSession(self.net.gpt, condition.features, n, guidance=guidance, compiled=self.compile_decode)
+        return GPTSession(self.net.gpt, condition.features, n, guidance=guidance, compiled=self.compile_decode,
+                          inputs=_inputs)
 
     def start_batch(self, conditions: list[ToyCondition], counts: list[int]) -> GPTSession:
         """One guided session for several runs (``sampler.generate_batch``): ``counts[i]`` trajectories of
@@ -143,7 +144,7 @@ class ToyShapesModel:
             if not isinstance(c, ToyCondition):
                 raise TypeError(f"{self.name} needs conditions from its own encode(), got {type(c).__name__}")
         rows = torch.cat([c.features.expand(k, -1, -1) for c, k in zip(conditions, counts)])
-        return GPTSession(self.net.gpt, rows, rows.shape[0], compiled=self.compile_decode)
+        return GPTSession(self.net.gpt, rows, rows.shape[0], compiled=self.compile_decode, inputs=_inputs)
 
     def release_decode_memory(self) -> None:
         """Free what compiled decoding keeps on the device between runs (its static KV cache)."""
@@ -156,6 +157,11 @@ class ToyShapesModel:
         if codes.dim() != 2 or codes.shape[1] != self.world.tokens:
             raise ValueError(f"{self.name} decodes [n, {self.world.tokens}] codes, got shape {tuple(codes.shape)}")
         return tokenizer.decode_torch(codes.cpu(), self.world).to(self.device)
+
+
+def _inputs(condition: ToyCondition):
+    """What a session admitting a toy condition feeds its GPT: caption features, never padded."""
+    return condition.features, None
 
 
 # ----------------------------------------------------------------------------- weights I/O

@@ -1,0 +1,312 @@
+"""One step of v3 Algorithm 1 for one group, and the group's state.
+
+A **group** is one image being chosen: a condition with its settings, N trajectories, and their state on the
+model's device (the profile's and the gate's tensors, the CFG scales, the codes, the trace buffers). The
+step reads the group's rows of the model's logits and returns the tokens to feed next and the rows that stay:
+
+(I) signals and state from the step's logits (eqs. 5–12 (5–12)); (II) per-trajectory CFG (eqs. 14–15
+(14–15)) and one token each; (III) non-finite rows out, then the threshold (eq. 13 (13)) and pruning, or the
+baselines' resampling. What the strategy does is decided by its parts (:mod:`.parts`); the step never reads
+a strategy's name. The only host read-backs are the gate's decision (once per step after the protection
+horizon) and the finite check's scalar.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from ..errors import NonFiniteError
+from ..models.device import check_trajectories
+from ..models.protocol import ARModel
+from . import baselines
+from .confidence import ConfidenceProfile
+from .config import RunConfig
+from .gate import HARD_FAIL, KEEP, REASONS, TerminationGate
+from .history import History
+from .parts import Strategy, compose
+from .sampling import guided_logits, sample_tokens, stream_table
+from .scheduler import GuidanceScheduler
+from .trace import Trace
+
+
+@dataclass
+class Resolved:
+    """Sampling settings after the model's own defaults fill the gaps."""
+
+    num_trajectories: int
+    temperature: float
+    top_k: int
+    top_p: float
+    cfg_scale: float
+
+    @classmethod
+    def of(cls, config: RunConfig, model: ARModel, single: bool) -> "Resolved":
+        s, d = config.sampling, model.defaults
+        s.check_vocab(model.vocab_size)
+        pick = lambda value, default: default if value is None else value  # noqa: E731
+        n = 1 if single else s.num_trajectories
+        check_trajectories(model, n)
+        return cls(n, pick(s.temperature, d.temperature), pick(s.top_k, d.top_k), pick(s.top_p, d.top_p),
+                   pick(s.cfg_scale, d.cfg_scale))
+
+
+@dataclass
+class StepEvent:
+    """Passed to the callback once per decoded token. ``snapshot()`` copies live values to the host."""
+
+    step: int
+    total: int
+    _snapshot: Callable[[], dict]
+
+    def snapshot(self) -> dict:
+        return self._snapshot()
+
+
+@dataclass
+class GenerationResult:
+    image: torch.Tensor  # [3, H, W] selected
+    images: torch.Tensor | None  # [N, 3, H, W] every candidate, removed ones marked
+    selected: int
+    codes: torch.Tensor  # [N, T], −1 where not generated
+    trace: Trace
+    tokens_generated: int
+    scores: list[float] = field(default_factory=list)  # the final selection score of each trajectory
+    decoded: torch.Tensor | None = None  # [N, 3, H, W] every candidate as decoded, before marking (entropy map)
+
+
+class Group:
+    """One image being chosen: its condition, parts, and the state of its N trajectories.
+
+    ``observer(group)`` makes what replaces the confidence profile (the gate's replay feeds recorded C
+    through it)."""
+
+    def __init__(self, model: ARModel, condition: Any, config: RunConfig, reward=None, observe: bool = True,
+                 callback=None, observer=None, key: Any = None):
+        self.model, self.condition, self.config, self.callback, self.key = model, condition, config, callback, key
+        self.parts: Strategy = compose(config, reward, observe, tuple(model.grid))
+        self.s = Resolved.of(config, model, self.parts.single)
+        self.device = torch.device(model.device)
+        h, w = model.grid
+        self.steps = h * w
+        n = self.s.num_trajectories
+        parts = self.parts
+        self.observe = parts.observe
+        # Upstream samples CFG <= 1 from the conditional rows alone. The unconditional rows stay when the
+        # profile needs them (eq. 9's KL) or the scheduler may raise the scale above 1.
+        self.guided = self.observe or parts.schedule or self.s.cfg_scale > 1
+        self.history = History(n, self.steps, self.device)
+        if observer is not None:
+            self.profile = observer(self)
+        elif self.observe:
+            self.profile = ConfidenceProfile(config.profile, model.grid, n, self.device, self.history)
+        else:
+            self.profile = None
+        self.gate = TerminationGate(config.gate, self.steps, n, self.device, self.history) if parts.gated else None
+        self.scheduler = GuidanceScheduler(config.scheduler, self.s.cfg_scale, self.history) if parts.schedule else None
+        self.ids = torch.arange(n, device=self.device)
+        self.cfg = torch.full((n,), float(self.s.cfg_scale), device=self.device)
+        self.codes = torch.full((n, self.steps), -1, dtype=torch.long, device=self.device)
+        self.removed: dict[int, tuple[int, str]] = {}
+        self.events: list[dict] = []
+        self.tokens = 0
+        self.t = 0  # the next step
+        self.uniforms = stream_table(config.sampling.seed, n, self.steps, self.device)  # [T, N], drawn once
+        self.state = None  # the profile's state after the latest step
+
+    @property
+    def rows(self) -> int:
+        """Live trajectories (each is one conditional and, guided, one unconditional model row)."""
+        return self.ids.shape[0]
+
+    @property
+    def done(self) -> bool:
+        return self.t >= self.steps
+
+
+def step(g: Group, cond: torch.Tensor, uncond: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One step of Algorithm 1 on the group's logits: ``cond`` ``[m, V]`` and ``uncond`` (None without
+    guidance). Returns the tokens to feed next, already following the rows kept, and those rows (indices into
+    the group's current rows; None = all kept, in order). Advances ``g.t``."""
+    t = g.t
+    m = g.ids.shape[0]
+    # Stage I: signals and state
+    state = g.profile.step(t, g.ids, cond, uncond, g.cfg, g.s.temperature) if g.profile is not None else None
+    g.state = state
+    # Stage II: per-trajectory guidance, then one token each
+    if g.scheduler is not None:
+        g.cfg = g.scheduler.step(t, g.ids, g.cfg, state.d_hat, state.r)
+    guided = cond if uncond is None else guided_logits(cond, uncond, g.cfg)
+    tokens, logprob = sample_tokens(guided, g.s.temperature, g.s.top_k, g.s.top_p, g.uniforms[t].index_select(0, g.ids))
+    recorded = {"cfg": g.cfg, "token_logprob": logprob} if g.observe else {"cfg": g.cfg}
+    g.history.record(t, g.ids, **recorded)  # one scatter for the step's records
+    g.codes[g.ids, t] = tokens
+    g.tokens += m
+    # Stage III: non-finite rows out, then threshold and pruning (or the baselines' resampling)
+    rows = _drop_nonfinite(g, t, state, guided)
+    if g.gate is not None:
+        rows = _then(rows, _prune(g, t, state))
+    resample = g.parts.resample
+    if resample is not None and t in resample.steps:
+        rows = _then(rows, _resample(g, t, resample.score))
+    if g.callback is not None:
+        g.callback(StepEvent(t, g.steps, lambda t=t, state=state: _snapshot(g, t, state)))
+    g.t = t + 1
+    return (tokens if rows is None else tokens.index_select(0, rows)), rows
+
+
+def _prune(g: Group, t: int, state) -> torch.Tensor | None:
+    gate = g.gate
+    if t == g.steps - 1 or g.ids.shape[0] <= gate.cfg.min_survivors:
+        gate.update_threshold(t, g.ids, state.c)  # θ stays in the trace; nobody can leave
+        return None
+    reason = gate.decide(t, g.ids, state.c, state.c_min, state.r)
+    if t < gate.protect:
+        return None
+    reasons = reason.tolist()  # the one read-back per step: which rows leave the batch
+    victims = [i for i, r in enumerate(reasons) if r != KEEP]
+    if not victims:
+        return None
+    victims, why = g.parts.prune.choose(g, t, victims, [reasons[v] for v in victims])
+    ids = g.ids.tolist()
+    for v, r in zip(victims, why):
+        g.removed[ids[v]] = (t, REASONS[r])
+    g.profile.forget(g.ids[victims])  # their values leave the rolling normalisations now
+    gone = set(victims)
+    return _keep(g, torch.tensor([i for i in range(len(ids)) if i not in gone], device=g.device))
+
+
+def _drop_nonfinite(g: Group, t: int, state, guided: torch.Tensor) -> torch.Tensor | None:
+    """A trajectory whose logits turned NaN or infinite (fp16 overflow, a bad weight) leaves at once as a
+    hard fail, before the gate and whatever its survivors guard says: its C means nothing, so it must
+    never be selected, resampled or kept waiting for a recovery. Every strategy runs this check."""
+    ok = finite_rows(state.c if state is not None else None, guided)
+    if bool(ok.all()):  # one scalar read-back per step
+        return None
+    ok = ok.tolist()
+    ids = g.ids.tolist()
+    bad = [ids[i] for i, good in enumerate(ok) if not good]
+    if len(bad) == len(ids):
+        raise NonFiniteError(_nonfinite_message(g, t, len(ids)))
+    for i in bad:
+        g.removed[i] = (t, REASONS[HARD_FAIL])
+    if g.profile is not None:  # their values leave the rolling normalisations now, as the gate's victims'
+        g.profile.forget(torch.tensor(bad, device=g.device))
+    g.events.append({"step": t, "type": "non_finite", "trajectories": bad})
+    return _keep(g, torch.tensor([i for i, good in enumerate(ok) if good], device=g.device))
+
+
+def _nonfinite_message(g: Group, t: int, remaining: int) -> str:
+    m = g.model
+    return (f"every remaining trajectory ({remaining} of {g.s.num_trajectories}) produced NaN or infinite "
+            f"logits at step {t} of {g.steps} ({getattr(m, 'name', type(m).__name__)}, weights in "
+            f"{weights_dtype(m)} on {m.device}, base CFG {g.s.cfg_scale}): there is no image to choose. "
+            f"Try bf16 or fp32 instead of fp16 (fp16 overflows in large models), a lower CFG scale, or "
+            f"fetch the weights again (a corrupt weight gives NaN)")
+
+
+def _resample(g: Group, t: int, score: Callable) -> torch.Tensor:
+    scores = score(g, t + 1)
+    base = g.config.baseline
+    weights = baselines.finite_weights(scores, base.is_lambda, base.is_scores == "standardised")
+    parents = baselines.resample(weights, g.config.sampling.seed, t)
+    src = g.ids.index_select(0, parents)
+    g.history.copy_rows(g.ids, src, t)
+    g.codes[g.ids, : t + 1] = g.codes[src, : t + 1]  # advanced indexing already copies
+    g.events.append({"step": t, "type": "resample", "parents": src.tolist(), "scores": scores.tolist()})
+    if g.profile is not None:
+        g.profile.state.keep(parents)
+        g.profile.copy_pools(g.ids, src)
+    g.cfg = g.cfg.index_select(0, parents)
+    return parents  # ids stay the slots 0..N-1; each slot now continues its parent's prefix
+
+
+def _keep(g: Group, rows: torch.Tensor) -> torch.Tensor:
+    g.ids = g.ids.index_select(0, rows)
+    g.cfg = g.cfg.index_select(0, rows)
+    for part in (g.profile, g.gate):
+        if part is not None:
+            part.state.keep(rows)
+    return rows
+
+
+def _snapshot(g: Group, t: int, state) -> dict:
+    theta = float(g.history.threshold[t]) if g.gate is not None else float("nan")
+    return {
+        "step": t, "total": g.steps, "num_trajectories": g.s.num_trajectories, "ids": g.ids.tolist(),
+        "C": state.c.tolist() if state is not None else [],
+        "cfg": g.cfg.tolist(),
+        "theta": None if theta != theta else theta,
+        "removed": [{"index": i, "step": s, "reason": r} for i, (s, r) in sorted(g.removed.items())],
+    }
+
+
+def finish(g: Group) -> GenerationResult:
+    """Select among the survivors and build the trace (the images are decoded by the loop)."""
+    scores = g.parts.select(g, g.steps)
+    best = best_finite(scores)
+    if best is None:
+        raise NonFiniteError(f"none of the {len(scores)} finished candidates has a finite score "
+                             f"({g.parts.name}): check the reward function, it returned NaN or infinity")
+    selected = int(g.ids[best])
+    n = g.s.num_trajectories
+    all_scores = [float("nan")] * n
+    for i, sc in zip(g.ids.tolist(), scores.tolist()):
+        all_scores[i] = sc
+    alive = [g.steps if i not in g.removed else g.removed[i][0] + 1 for i in range(n)]
+    trace = Trace.from_history(
+        g.history.to_host(), g.history.threshold.cpu().tolist(), alive, g.removed, selected,
+        config=_config_record(g), grid=tuple(g.model.grid), vocab_size=g.model.vocab_size,
+        num_trajectories=n, seed=g.config.sampling.seed, steps=g.steps,
+        strategy=g.parts.name, tokens_generated=g.tokens)
+    trace.events = g.events
+    return GenerationResult(image=None, images=None, selected=selected, codes=g.codes.cpu(), trace=trace,
+                            tokens_generated=g.tokens, scores=all_scores)
+
+
+def _config_record(g: Group) -> dict:
+    record = g.config.to_dict()
+    resample = g.parts.resample
+    record["resolved"] = {
+        "model": getattr(g.model, "name", type(g.model).__name__),
+        "num_trajectories": g.s.num_trajectories, "temperature": g.s.temperature, "top_k": g.s.top_k,
+        "top_p": g.s.top_p, "cfg_scale": g.s.cfg_scale, "steps": g.steps,
+        "warmup_steps": g.gate.warmup if g.gate else None,
+        "protection_steps": g.gate.protect if g.gate else None,
+        "profile": g.observe, "gate": g.gate is not None, "scheduler": g.scheduler is not None,
+        "is_steps": sorted(resample.steps) if resample else [],
+    }
+    return record
+
+
+def _then(first: torch.Tensor | None, second: torch.Tensor | None) -> torch.Tensor | None:
+    """Two successive row selections of one step as one (``second`` indexes the rows ``first`` kept)."""
+    if first is None or second is None:
+        return second if first is None else first
+    return first.index_select(0, second)
+
+
+def finite_rows(c: torch.Tensor | None, guided: torch.Tensor) -> torch.Tensor:
+    """``[n]`` bool: the row's numbers are usable. C is NaN whenever a logit of the row (conditional or
+    unconditional) is NaN or infinite; without a profile, the logsumexp of the guided logits is not finite
+    when one of them is NaN or +inf or none is finite."""
+    return torch.isfinite(c) if c is not None else torch.isfinite(torch.logsumexp(guided, -1))
+
+
+def best_finite(scores: torch.Tensor) -> int | None:
+    """Index of the highest finite score (None if there is none): NaN would win a plain argmax."""
+    finite = torch.isfinite(scores)
+    if not bool(finite.any()):
+        return None
+    return int(torch.where(finite, scores.float(), float("-inf")).argmax())
+
+
+def weights_dtype(model) -> str:
+    """The dtype of a model's weights, for error messages (its first floating tensor or module)."""
+    for value in vars(model).values():
+        tensors = value.parameters() if isinstance(value, torch.nn.Module) else [value]
+        for tensor in tensors:
+            if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
+                return str(tensor.dtype).removeprefix("torch.")
+    return "an unknown dtype"
