@@ -32,31 +32,7 @@ from scalingar_core.engine.config import (  # noqa: E402
     SchedulerConfig,
 )
 from scalingar_core.engine.gate import BASIN, TerminationGate  # noqa: E402
-from scalingar_core.models.gpt import GPT, gpt_config  # noqa: E402
-from scalingar_core.models.gpt_session import GPTSession  # noqa: E402
-from scalingar_core.models.protocol import SamplingDefaults  # noqa: E402
-
-
-class RandomLlamaGen:
-    """A protocol model over a randomly initialised LlamaGen GPT (c2i; the condition is a class id)."""
-
-    def __init__(self, preset: str, image_size: int):
-        torch.manual_seed(0)
-        self.gpt = GPT(gpt_config(preset, model_type="c2i", image_size=image_size)).eval()
-        torch.nn.init.normal_(self.gpt.output.weight, std=0.02)  # upstream zero-inits it: logits would be flat
-        g = self.gpt.config.grid
-        self.name, self.vocab_size, self.grid = f"random-GPT-{preset}", self.gpt.config.vocab_size, (g, g)
-        self.defaults = SamplingDefaults(cfg_scale=4.0, top_k=0)
-        self.device = torch.device("cpu")
-
-    def encode(self, prompt: str):
-        return int(prompt)
-
-    def start(self, condition, n, guidance=True):
-        return GPTSession(self.gpt, condition, n, guidance=guidance)
-
-    def decode(self, codes):
-        return torch.zeros(codes.shape[0], 3, 16, 16)
+from scalingar_core.testing.random_llamagen import RandomLlamaGen  # noqa: E402
 
 
 def timed_loop(model, config, observe=True, reward=None, stamps=None) -> tuple[float, int]:
