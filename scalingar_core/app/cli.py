@@ -65,17 +65,19 @@ def cmd_generate(args) -> int:
 
     # everything the user gave is checked before the model loads (minutes for LlamaGen)
     config = _config(args)
-    if args.prompts:  # one image per prompt of a file, split over a launcher's ranks (see shard.py)
-        from .shard import Shard, generate_batch, read_prompts
+    if args.prompts:  # K images per line of a file, many per batch, split over a launcher's ranks
+        from .prompt_files import read_prompt_file, run_prompt_file
+        from .shard import Shard
 
-        read_prompts(args.prompts)
+        read_prompt_file(args.prompts)  # the file's own problems, before the model loads
         out = files.check_output_dir(args.out, "--out")
         shard = Shard.from_env()
         args.device = shard.device(args.device)
         check_device(args.device)
         model = _load(args)
         set_compile(model, args.compile)
-        return generate_batch(model, config, args.prompts, out, shard)
+        return run_prompt_file(model, config, args.prompts, out, samples=args.samples, max_rows=args.max_rows,
+                               shard=shard, model_name=args.model)
     out = files.check_output_dir(args.out, "--out")
     trace_path = files.check_output_file(args.trace or out / "trace.json", "--trace")
     check_device(args.device)
@@ -157,12 +159,18 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
         sp.add_argument("--download", action="store_true", help="download missing weights from Hugging Face")
 
-    g = sub.add_parser("generate", help="generate one image")
+    g = sub.add_parser("generate", help="generate one image (--prompt), or K images per line of a prompt file "
+                                        "(--prompts)")
     model_args(g)
     what = g.add_mutually_exclusive_group(required=True)
     what.add_argument("--prompt")
-    what.add_argument("--prompts", help="a prompt file (.txt: one per line; .jsonl: {\"prompt\": ...} per line): one "
-                                        "image each in OUT/<index>/, shardable with torchrun / accelerate launch")
+    what.add_argument("--prompts", help="a prompt file (.txt: one per line; .jsonl: {\"prompt\": ...} per line, e.g. "
+                                        "GenEval's metadata): --samples images per line in GenEval's layout "
+                                        "OUT/<i:05d>/samples/<k:04d>.png; resumable; shardable with torchrun")
+    g.add_argument("--samples", type=int, default=1, help="images per prompt line with --prompts (GenEval: 4)")
+    g.add_argument("--max-rows", type=int, default=None,
+                   help="with --prompts: trajectories decoded at once, across images (default: 4 x N on a CPU, "
+                        "what fits in memory on a GPU); pruned rows are refilled by the next images")
     g.add_argument("--strategy", default="scalingar", choices=STRATEGIES)
     g.add_argument("--n", "--num-trajectories", dest="n", type=int, default=8,
                    help="number of trajectories N (under torchrun spell it --num-trajectories: torchrun reads --n as its own)")

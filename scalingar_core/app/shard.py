@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -91,56 +90,3 @@ def gather(records: list[tuple[int, dict]], out: Path, name: str, shard: Shard) 
         merged += [json.loads(line) for line in path.read_text().splitlines()]
         path.unlink()
     return [m["record"] for m in sorted(merged, key=lambda m: m["index"])]
-
-
-# ---------------------------------------------------------------- generate --prompts FILE
-
-def read_prompts(path: str | Path) -> list[dict]:
-    """A prompt list: JSON lines with a ``prompt`` field (GenEval metadata, our bench files) or plain text,
-    one prompt per line."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"prompt file {path} not found: give a .txt (one prompt per line) or .jsonl file "
-                                '(one {"prompt": ...} object per line)')
-    entries = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        if path.suffix == ".jsonl":
-            entry = json.loads(line)
-            if "prompt" not in entry:
-                raise ValueError(f"{path}:{n}: a JSON line needs a 'prompt' field")
-        else:
-            entry = {"prompt": line.strip()}
-        entries.append(entry)
-    return entries
-
-
-def generate_batch(model, config, prompts_file, out: Path, shard: Shard | None = None) -> int:
-    """One image per prompt of ``prompts_file`` into ``out/<index>/`` (image.png, trace.json, metadata.jsonl:
-    the prompt's own line), split over the launcher's ranks; rank 0 writes ``out/index.jsonl``."""
-    from ..engine.images import to_pil
-    from ..engine.loop import generate
-
-    shard = shard or Shard.from_env()
-    entries = read_prompts(prompts_file)
-    out = Path(out)
-    done = []
-    for i, entry in shard.take(entries):
-        folder = out / f"{i:05d}"
-        start = time.perf_counter()
-        result = generate(model, model.encode(entry["prompt"]), config, decode_all=False)
-        files.save_image(to_pil(result.image), folder / "image.png")
-        result.trace.save_json(folder / "trace.json")
-        files.write_text(folder / "metadata.jsonl", json.dumps(entry) + "\n")
-        removed = sum(1 for r in result.trace.trajectories if r.removed_at is not None)
-        done.append((i, {"index": i, "prompt": entry["prompt"], "folder": folder.name, "selected": result.selected,
-                         "tokens": result.tokens_generated, "removed": removed,
-                         "seconds": round(time.perf_counter() - start, 3)}))
-        print(f"[{shard.rank}/{shard.world_size}] {i + 1}/{len(entries)} {entry['prompt'][:60]!r}", flush=True)
-    index = gather(done, out, "index", shard)
-    if index is not None:
-        files.write_text(out / "index.jsonl", "".join(json.dumps(r) + "\n" for r in index))
-        print(f"wrote {len(index)} images under {out} and {out / 'index.jsonl'}")
-    shard.close()
-    return 0
