@@ -348,13 +348,14 @@ def load_prompts(source: str, per_category: int) -> list[dict]:
         from ..models.toy.prompts import builtin_eval
 
         return builtin_eval(per_category)
-    from ..models.toy.prompts import load_jsonl
+    from ..models.toy.prompts import with_specs
+    from .prompt_files import read_prompt_file
 
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"prompt file {source} not found: give 'builtin' or a JSON-lines file of "
                                 '{"prompt": ..., "category": ..., "spec": {...}}')
-    return load_jsonl(path)
+    return with_specs([(p.line, p.entry) for p in read_prompt_file(path)], path)  # the reader generate uses
 
 
 def _progress(jobs, total: int, start: float, records: list[dict] | None = None) -> list[dict]:

@@ -79,7 +79,7 @@ def read_prompt_file(path: str | Path) -> list[PromptLine]:
     if problems:
         raise PromptFileError(_listing(problems))
     if not lines:
-        raise PromptFileError(f"{path} has no prompt: give one prompt per line (.txt) or one "
+        raise PromptFileError(f"{path} has no prompts: give one prompt per line (.txt) or one "
                               '{"prompt": ...} object per line (.jsonl)')
     return [PromptLine(i, p.line, p.entry) for i, p in enumerate(lines)]
 

@@ -216,7 +216,7 @@ def _even_draw(pool: list[dict], k: int, rng: np.random.Generator) -> list[dict]
 
 def load_jsonl(path: str | Path) -> list[dict]:
     """Read a prompt file: JSON lines ``{"prompt", "category"?, "spec"?}``; specs are validated."""
-    entries = []
+    lines = []
     for n, line in enumerate(Path(path).read_text().splitlines(), 1):
         if not line.strip():
             continue
@@ -226,6 +226,14 @@ def load_jsonl(path: str | Path) -> list[dict]:
             raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
         if not isinstance(e, dict) or not isinstance(e.get("prompt"), str) or not e["prompt"].strip():
             raise ValueError(f"{path}:{n}: each line must be an object with a non-empty string 'prompt'")
+        lines.append((n, e))
+    return with_specs(lines, path)
+
+
+def with_specs(lines: list[tuple[int, dict]], path) -> list[dict]:
+    """Prompt entries ``(line number, object)`` with their toy specs validated and a category and id set."""
+    entries = []
+    for n, e in lines:
         if e.get("spec") is not None:
             try:
                 validate_spec(e["spec"])
