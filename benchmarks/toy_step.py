@@ -6,9 +6,12 @@ On the bundled ``toy-shapes`` model (8×8 = 64 steps), ScalingAR with N trajecto
 gate and scheduler on but set so nothing is pruned (every step does the same work):
 
 1. aten ops per step inside the model's decode step and outside it (the engine: profile, gate,
-   scheduler, sampling, bookkeeping), counted with a dispatch mode — target: engine <= 120;
-2. the engine's share of the step time (model time measured around ``session.step``) — target <= 10 %;
-3. the model's decode step alone, eager against ``torch.compile`` (static shapes), ms per step, and the
+   scheduler, sampling, bookkeeping), counted with a dispatch mode, eager and with the engine's math
+   compiled (``--compile``) — target: engine <= 120;
+2. the engine's share of the step time (model time measured around ``session.step``), eager and compiled
+   — target <= 10 %;
+3. the engine alone (step time minus model time), eager against compiled, interleaved — target >= 1.5x;
+4. the model's decode step alone, eager against ``torch.compile`` (static shapes), ms per step, and the
    number of graphs dynamo compiled over all steps — targets: >= 1.5x, one graph (no recompilation).
 """
 from __future__ import annotations
@@ -121,23 +124,35 @@ def main(argv=None) -> int:
     print(f"toy-shapes, N={args.n} ({2 * args.n} rows with CFG), 64 steps, {args.threads} thread(s)")
 
     with torch.inference_mode():
-        run(model, args.n)  # warm-up
-        counter = OpCounter()
-        with counter:
-            _, _, steps = run(model, args.n, counter)
-        per_step_model = sum(counter.model.values()) / steps
-        per_step_engine = sum(counter.engine.values()) / (steps + 1)  # the engine also runs after the last step
-        top = ", ".join(f"{k} {v / (steps + 1):.1f}" for k, v in counter.engine.most_common(8))
-        print(f"aten ops per step: model {per_step_model:.0f}, engine {per_step_engine:.0f} (target <= 120)")
-        print(f"  engine's most frequent: {top}")
-        step_ms, model_ms = [], []
-        for _ in range(args.repeats):
-            total, inside, _ = run(model, args.n)
-            step_ms.append(1000 * total)
-            model_ms.append(1000 * inside)
-        s, m = statistics.median(step_ms), statistics.median(model_ms)
-        print(f"step {s:.2f} ms = model {m:.2f} ms + engine {s - m:.2f} ms: engine share {(s - m) / s:.1%} "
-              f"(target <= 10 %; median of {args.repeats})")
+        modes = [False] if args.no_compile else [False, True]
+        for compiled in modes:
+            model.compile_decode = compiled
+            run(model, args.n)  # warm-up (compiles the step's graphs when compiled)
+            counter = OpCounter()
+            with counter:
+                _, _, steps = run(model, args.n, counter)
+            per_step_model = sum(counter.model.values()) / steps
+            per_step_engine = sum(counter.engine.values()) / (steps + 1)  # the engine also runs after the last step
+            top = ", ".join(f"{k} {v / (steps + 1):.1f}" for k, v in counter.engine.most_common(8))
+            label = "compiled" if compiled else "eager"
+            print(f"{label}: aten ops per step: model {per_step_model:.0f}, engine {per_step_engine:.0f} (target <= 120)")
+            print(f"  engine's most frequent: {top}")
+        engine_ms = {m: [] for m in modes}
+        for _ in range(args.repeats):  # interleaved: load drift hits both alike
+            for compiled in modes:
+                model.compile_decode = compiled
+                total, inside, _ = run(model, args.n)
+                engine_ms[compiled].append((1000 * total, 1000 * inside))
+        for compiled in modes:
+            s = statistics.median(a for a, _ in engine_ms[compiled])
+            m = statistics.median(b for _, b in engine_ms[compiled])
+            print(f"{'compiled' if compiled else 'eager'}: step {s:.2f} ms = model {m:.2f} ms + engine {s - m:.2f} ms: "
+                  f"engine share {(s - m) / s:.1%} (target <= 10 %; median of {args.repeats})")
+        if len(modes) == 2:
+            eng = {c: statistics.median(a - b for a, b in engine_ms[c]) for c in modes}
+            print(f"engine alone: eager {eng[False]:.2f} ms, compiled {eng[True]:.2f} ms: {eng[False] / eng[True]:.2f}x "
+                  f"(target >= 1.5x)")
+        model.compile_decode = False
 
         if not args.no_compile:
             import torch._dynamo.utils as dynamo_utils

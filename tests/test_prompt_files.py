@@ -9,8 +9,13 @@ import pytest
 import torch
 
 from scalingar_core.app import cli, prompt_files
-from scalingar_core.app.prompt_files import (OutputLock, PromptFileError, read_prompt_file, run_prompt_file,
-                                             sample_seed)
+from scalingar_core.app.prompt_files import (
+    OutputLock,
+    PromptFileError,
+    read_prompt_file,
+    run_prompt_file,
+    sample_seed,
+)
 from scalingar_core.engine.config import RunConfig
 from scalingar_core.models import registry
 

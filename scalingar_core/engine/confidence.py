@@ -160,6 +160,33 @@ def rebound(c: torch.Tensor, c_min: torch.Tensor, eps: float) -> torch.Tensor:
     return (c - c_min) / (c_min.abs() + eps)
 
 
+# ---------------------------------------------------------------- the step's pure math
+
+
+def token_signals(source: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor, alpha_h: float, alpha_m: float
+                  ) -> tuple[torch.Tensor, ...]:
+    """Everything one step reads from the logits: H̄, m and c_t of eq. 5 (5) on ``source`` (the sampled
+    distribution), the self-certainty of ``source``, and K of eq. 9 (9). One pure function so that
+    ``torch.compile`` fuses its passes over the vocabulary into few kernels."""
+    h_norm, margin, lse = entropy_and_margin(source)
+    c_tok = token_confidence(h_norm, margin, alpha_h, alpha_m)
+    return h_norm, margin, c_tok, self_certainty(source.clamp_min(-1e4), lse), conditional_kl(cond, uncond)
+
+
+def fused_state(first: bool, s_tok: torch.Tensor, block: torch.Tensor, intrinsic: torch.Tensor, kl: torch.Tensor,
+                kl_mean: torch.Tensor, kl_std: torch.Tensor, d_hat: torch.Tensor, c_min: torch.Tensor,
+                cfg: ProfileConfig) -> tuple[torch.Tensor, ...]:
+    """Eqs. 8–12 (8–12) after the rolling statistics: I, D, D̂, C, C_min and R, elementwise (one fused
+    kernel when compiled)."""
+    i_raw = intrinsic_raw(s_tok, block, cfg.w_tok, cfg.w_blk)
+    intrinsic = i_raw if first else ema(intrinsic, i_raw, cfg.lambda_i)
+    d = drift_score(rolling_zscore(kl, kl_mean, kl_std, cfg.eps))
+    d_hat = d if first else ema(d_hat, d, cfg.lambda_d)
+    c = unified_confidence(intrinsic, d_hat, cfg.w_i, cfg.w_d, (cfg.calib_a, cfg.calib_b) if cfg.calibrate else None)
+    c_min = c if first else torch.minimum(c_min, c)
+    return intrinsic, d, d_hat, c, c_min, rebound(c, c_min, cfg.eps)
+
+
 # ---------------------------------------------------------------- state and one step
 
 @dataclass
@@ -191,8 +218,9 @@ class ConfidenceProfile:
     """Computes eqs. (5)–(12) for the active trajectories at each step and records them in ``history``."""
 
     def __init__(self, cfg: ProfileConfig, grid: tuple[int, int], num_trajectories: int, device,
-                 history: History):
+                 history: History, math=None):
         self.cfg = cfg
+        self.math = math  # the step's pure functions, eager or compiled (see :mod:`.compiled`)
         self.grid = grid
         self.history = history
         index, capacity = block_layout(grid, cfg.block_size)
@@ -213,16 +241,15 @@ class ConfidenceProfile:
 
     def step(self, t: int, ids: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor,
              cfg_prev: torch.Tensor, temperature: float) -> ProfileState:
-        cfg, st, hist = self.cfg, self.state, self.history
+        cfg, st, hist, fn = self.cfg, self.state, self.history, self.math
         first = t == 0
-        # (5) token-level signals of the sampled (guided) distribution at the previous scale (A1)
+        # (5) token-level signals of the sampled (guided) distribution at the previous scale (A1), and (9)
         if temperature != 1.0:
             cond, uncond = cond / temperature, uncond / temperature
         source = cond if cfg.entropy_source == "conditional" else guided_logits(cond, uncond, cfg_prev)
-        h_norm, margin, lse = entropy_and_margin(source)
-        c_tok = token_confidence(h_norm, margin, cfg.alpha_h, cfg.alpha_m)
+        h_norm, margin, c_tok, self_cert, kl = fn.token_signals(source, cond, uncond, cfg.alpha_h, cfg.alpha_m)
         st.tok_conf_sum += c_tok
-        st.self_cert_sum += self_certainty(source.clamp_min(-1e4), lse)
+        st.self_cert_sum += self_cert
         # (6)
         st.s_tok = c_tok if first else ema(st.s_tok, c_tok, cfg.lambda_tok)
         # (7) accumulate this position's entropy into its block, then the worst eligible blocks
@@ -237,20 +264,12 @@ class ConfidenceProfile:
             self.worst_pool.push(t, ids, worst)
             low, high = self.worst_pool.min_max(t, ids, cfg.normalisation)
             block = block_stability(worst, low, high, cfg.eps)
-        # (8)
-        i_raw = intrinsic_raw(st.s_tok, block, cfg.w_tok, cfg.w_blk)
-        st.intrinsic = i_raw if first else ema(st.intrinsic, i_raw, cfg.lambda_i)
-        # (9), (10)
-        kl = conditional_kl(cond, uncond)
+        # (8)–(12) after the rolling statistics of (9)
         self.kl_pool.push(t, ids, kl)
         mean, std = self.kl_pool.mean_std(t, ids, cfg.normalisation)
-        d = drift_score(rolling_zscore(kl, mean, std, cfg.eps))
-        st.d_hat = d if first else ema(st.d_hat, d, cfg.lambda_d)
-        # (11), (12)
-        st.c = unified_confidence(st.intrinsic, st.d_hat, cfg.w_i, cfg.w_d,
-                                  (cfg.calib_a, cfg.calib_b) if cfg.calibrate else None)
-        st.c_min = st.c if first else torch.minimum(st.c_min, st.c)
-        st.r = rebound(st.c, st.c_min, cfg.eps)
+        st.intrinsic, d, st.d_hat, st.c, st.c_min, st.r = fn.fused_state(
+            first, st.s_tok, block, st.intrinsic, kl, mean, std, st.d_hat, st.c_min, cfg)
         hist.record(t, ids, entropy_norm=h_norm, margin=margin, kl=kl, worst_block_entropy=worst, s_tok=st.s_tok,
                     B=block, I=st.intrinsic, D=d, D_hat=st.d_hat, C=st.c, C_min=st.c_min, R=st.r)
         return st
+

@@ -21,12 +21,13 @@ from ..errors import NonFiniteError
 from ..models.device import check_trajectories
 from ..models.protocol import ARModel
 from . import baselines
+from .compiled import engine_math
 from .confidence import ConfidenceProfile
 from .config import RunConfig
 from .gate import HARD_FAIL, KEEP, REASONS, TerminationGate
 from .history import History
 from .parts import Strategy, compose
-from .sampling import guided_logits, sample_tokens, stream_table
+from .sampling import stream_table
 from .scheduler import GuidanceScheduler
 from .trace import Trace
 
@@ -93,6 +94,9 @@ class Group:
         n = self.s.num_trajectories
         parts = self.parts
         self.observe = parts.observe
+        # the step's math compiles with the model's decode step (one switch: --compile, the node's toggle)
+        self.math = engine_math(bool(getattr(model, "compile_decode", False)), getattr(model, "compile_backend",
+                                                                                      "inductor"))
         # Upstream samples CFG <= 1 from the conditional rows alone. The unconditional rows stay when the
         # profile needs them (eq. 9's KL) or the scheduler may raise the scale above 1.
         self.guided = self.observe or parts.schedule or self.s.cfg_scale > 1
@@ -100,7 +104,7 @@ class Group:
         if observer is not None:
             self.profile = observer(self)
         elif self.observe:
-            self.profile = ConfidenceProfile(config.profile, model.grid, n, self.device, self.history)
+            self.profile = ConfidenceProfile(config.profile, model.grid, n, self.device, self.history, self.math)
         else:
             self.profile = None
         self.gate = TerminationGate(config.gate, self.steps, n, self.device, self.history) if parts.gated else None
@@ -137,8 +141,8 @@ def step(g: Group, cond: torch.Tensor, uncond: torch.Tensor | None) -> tuple[tor
     # Stage II: per-trajectory guidance, then one token each
     if g.scheduler is not None:
         g.cfg = g.scheduler.step(t, g.ids, g.cfg, state.d_hat, state.r)
-    guided = cond if uncond is None else guided_logits(cond, uncond, g.cfg)
-    tokens, logprob = sample_tokens(guided, g.s.temperature, g.s.top_k, g.s.top_p, g.uniforms[t].index_select(0, g.ids))
+    guided, tokens, logprob = g.math.guide_and_sample(cond, uncond, g.cfg, g.s.temperature, g.s.top_k, g.s.top_p,
+                                                      g.uniforms[t].index_select(0, g.ids))
     recorded = {"cfg": g.cfg, "token_logprob": logprob} if g.observe else {"cfg": g.cfg}
     g.history.record(t, g.ids, **recorded)  # one scatter for the step's records
     g.codes[g.ids, t] = tokens
