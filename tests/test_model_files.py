@@ -63,7 +63,7 @@ def online(monkeypatch):
 
 @pytest.mark.parametrize("path, expected", [
     ("/m/t2i_XL_stage1_256.pt", True), ("/m/sub/c2i_L_384.safetensors", True),
-    ("/m/CSshihao--AR-GRPO_T2I_XL_256/model.safetensors", True),
+    ("/m/CSshihao--AR-GRPO_T2I_XL_256/model.safetensors", False),  # AR-GRPO: only with its config.json
     ("/m/model.safetensors", False), ("/m/vq_ds16_t2i.pt", False), ("/m/my_finetune.safetensors", False),
     ("/m/notes.txt", False)])
 def test_registry_recognises_only_files_a_family_can_load(path, expected):
@@ -147,12 +147,13 @@ def test_plan_falls_back_to_estimates_offline_or_unreachable(tmp_path, monkeypat
     assert hub_sizes(T2I_REPO, FakeHub(fail=True)) is None
 
 
-def test_optional_vq_is_not_planned(tmp_path, online):
-    hub = FakeHub({"CSshihao/AR-GRPO_T2I_XL_256": {"model.safetensors": 1_550_000_000}, T5_REPO: FLAN_T5_XL})
+def test_ar_grpo_plan_is_its_config_and_weights(tmp_path, online):
+    repo = "CSshihao/AR-GRPO_T2I_XL_256"
+    hub = FakeHub({repo: {"config.json": 1_200, "model.safetensors": 1_550_000_000}, T5_REPO: FLAN_T5_XL})
     plan = download_plan(registry.entry("ar-grpo-t2i-xl-256").files, tmp_path, api=hub)
-    assert plan[0] == {"repo_id": "CSshihao/AR-GRPO_T2I_XL_256", "filename": "model.safetensors",
-                       "size": 1_550_000_000, "exact": True}
-    assert not any(f["filename"] == "vq_ds16_t2i.pt" for f in plan)  # only if the file lacks vq_model.*
+    assert plan[:2] == [{"repo_id": repo, "filename": "config.json", "size": 1_200, "exact": True},
+                        {"repo_id": repo, "filename": "model.safetensors", "size": 1_550_000_000, "exact": True}]
+    assert {f["repo_id"] for f in plan} == {repo, T5_REPO}  # the VQ travels inside model.safetensors
 
 
 def test_cli_download_shows_sizes_before_the_clear_offline_error(tmp_path, monkeypatch, capsys):

@@ -215,15 +215,22 @@ def load_preset(p: Preset, models_dir=None, device=None, dtype=None, download: b
 
     text_encoder = None
     if t5_folder is not None:
-        # T5 in bf16 (fp16 overflows in T5); fp32 when the GPT runs in fp32
-        t5_dtype = torch.float32 if dtype == torch.float32 else torch.bfloat16
-        text_encoder = T5TextEncoder.from_pretrained(t5_folder, device=device, dtype=t5_dtype,
-                                                     offload=offload_text_encoder,
-                                                     max_length=p.gpt.cls_token_num)  # 120 for every release
-        if text_encoder.hidden_size != p.gpt.caption_dim:
-            raise ValueError(f"text encoder in {t5_folder} has width {text_encoder.hidden_size}, but {p.name} "
-                             f"expects {p.gpt.caption_dim} (FLAN-T5-XL)")
+        text_encoder = load_text_encoder(t5_folder, p.name, p.gpt.caption_dim, p.gpt.cls_token_num, device, dtype,
+                                         offload_text_encoder)  # 120 tokens for every release
     return LlamaGenModel(p.name, gpt, vq, text_encoder, p.defaults, p.padding_side)
+
+
+def load_text_encoder(folder: Path, name: str, width: int, max_length: int, device: torch.device,
+                      dtype: torch.dtype, offload: bool) -> T5TextEncoder:
+    """The T5 encoder in ``folder`` for model ``name``, whose GPT reads ``width``-wide caption features."""
+    # T5 in bf16 (fp16 overflows in T5); fp32 when the GPT runs in fp32
+    t5_dtype = torch.float32 if dtype == torch.float32 else torch.bfloat16
+    text_encoder = T5TextEncoder.from_pretrained(folder, device=device, dtype=t5_dtype, offload=offload,
+                                                 max_length=max_length)
+    if text_encoder.hidden_size != width:
+        raise ValueError(f"text encoder in {folder} has width {text_encoder.hidden_size}, but {name} "
+                         f"expects {width} (FLAN-T5-XL)")
+    return text_encoder
 
 
 def preset_memory(p: Preset, n: int, dtype_bytes: int = 2, offload_text_encoder: bool = True) -> dict[str, int]:
