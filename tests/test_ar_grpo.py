@@ -10,7 +10,7 @@ from scalingar_core.engine.config import RunConfig, SamplingConfig
 from scalingar_core.engine.loop import generate
 from scalingar_core.models import registry
 from scalingar_core.models.checkpoints import CheckpointError
-from scalingar_core.models.download import ModelFileError, repo_folder
+from scalingar_core.models.download import ModelFileError, repo_folder, selected_files
 from scalingar_core.models.llamagen import ar_grpo
 from scalingar_core.models.llamagen.adapter import load_preset
 from scalingar_core.models.llamagen.presets import T5_REPO, load_checkpoint, match_file
@@ -84,6 +84,19 @@ def test_a_missing_key_is_refused_by_name(tmp_path, t5_dir):
     assert "GPT-tiny t2i" in msg and "config.json and the weights" in msg
 
 
+def test_the_frozen_reference_copy_is_checked_then_left_out(tmp_path, t5_dir):
+    sd = tiny_state_dict("c2i")
+    reference = tiny_state_dict("c2i", seed=1)  # GRPO's starting point: other weights, same keys
+    sd.update({f"ref_model.{k}": v for k, v in reference.items()})
+    folder = write_folder(_models_dir(tmp_path, t5_dir) / "m", "c2i", state_dict=sd)
+    model = ar_grpo.load_folder(folder, device="cpu", **TINY_ARCHS)
+    assert torch.equal(model.gpt.output.weight, sd["gpt_model.output.weight"])  # the trained policy, not the copy
+    del sd["ref_model.gpt_model.norm.weight"]
+    write_folder(folder, "c2i", state_dict=sd)
+    with pytest.raises(CheckpointError, match="1 missing: ref_model.gpt_model.norm.weight"):
+        ar_grpo.load_folder(folder, device="cpu", **TINY_ARCHS)
+
+
 def test_the_vq_usage_counter_may_be_absent(tmp_path, t5_dir):
     sd = tiny_state_dict("c2i")
     del sd[ar_grpo.USAGE_BUFFER]  # a training statistic, never read when decoding
@@ -147,7 +160,11 @@ def test_five_presets_with_their_repositories_and_defaults():
     assert set(ar_grpo.PRESETS) == set(names) and set(names) <= set(registry.names())
     for name, repo in names.items():
         entry = registry.entry(name)
-        assert [f["filename"] for f in entry.files if f["repo_id"] == repo] == ["config.json", "model.safetensors"]
+        (own,) = [f for f in entry.files if f["repo_id"] == repo]
+        assert selected_files(["config.json", "model.safetensors", "model-00001-of-00002.safetensors",
+                               "model.safetensors.index.json", "pytorch_model.bin", "README.md"],
+                              own["patterns"]) == ["config.json", "model-00001-of-00002.safetensors",
+                                                   "model.safetensors", "model.safetensors.index.json"]
         assert entry.info.extra["padding_side"] == "right" and entry.info.extra["repo_id"] == repo
         t2i = name.startswith("ar-grpo-t2i")
         assert any(f["repo_id"] == T5_REPO for f in entry.files) is t2i
@@ -165,9 +182,17 @@ def test_missing_preset_files_offline_are_named_together(tmp_path, monkeypatch):
         registry.load("ar-grpo-t2i-xl-256", models_dir=tmp_path, device="cpu", download=True)
     msg = str(err.value)
     folder = tmp_path / "CSshihao--AR-GRPO_T2I_XL_256"
-    for file in ("config.json", "model.safetensors"):
-        assert f"hf download CSshihao/AR-GRPO_T2I_XL_256 {file} --local-dir {folder}" in msg
-    assert "google/flan-t5-xl" in msg
+    assert (f"hf download CSshihao/AR-GRPO_T2I_XL_256 --include 'config.json' --include 'model.safetensors' "
+            f"--include 'model.safetensors.index.json' --include 'model-*.safetensors' --local-dir {folder}") in msg
+    assert "google/flan-t5-xl" in msg  # every missing file in one error
+
+
+def test_local_bin_weights_count_as_present(tmp_path, t5_dir):
+    models = _models_dir(tmp_path, t5_dir)
+    write_folder(models / "CSshihao--AR-GRPO_C2I_B_256", "c2i", safetensors=False, gpt_model="GPT-B",
+                 vq_model="VQ-16", codebook_size=16384)
+    with pytest.raises(CheckpointError, match="(?s)GPT-B c2i.*wrongly shaped"):  # past the file check: tiny weights
+        registry.load("ar-grpo-c2i-b-256", models_dir=models, device="cpu")
 
 
 def test_the_model_lists_offer_one_entry_per_folder(tmp_path, t5_dir):

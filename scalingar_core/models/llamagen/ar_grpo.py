@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from ...errors import echo
 from ..checkpoints import CheckpointError, check_state_dict, load_module, read_file, unwrap
-from ..download import ModelFileError, ensure_file, ensure_snapshot, fetch_command, repo_folder
+from ..download import ModelFileError, ensure_snapshot, fetch_command, repo_folder
 from ..gpt import GPT, GPTConfig, gpt_config, param_count
 from ..gpt import PRESETS as GPT_SIZES
 from ..protocol import ModelInfo, SamplingDefaults
@@ -36,9 +36,16 @@ REQUIRED = ("gpt_model", "gpt_type", "image_size", "downsample_size", "cls_token
 T2I_REQUIRED = ("text_encoder", "text_feature_max_len")
 TEXT_ENCODERS = (T5_REPO,)  # the only caption encoder whose width (2048) the GPT reads
 USAGE_BUFFER = "vq_model.quantize.codebook_used"  # the VQ's training-time usage counter: never read
+# GRPO's frozen reference policy: a submodule of the wrapper until training ends, so a checkpoint-N folder holds
+# a second, untrained copy of every key under this prefix. It is checked as strictly, then dropped.
+REFERENCE = "ref_model."
 # save_pretrained's file names: (single file, shard index), safetensors first.
 WEIGHT_LAYOUTS = (("model.safetensors", "model.safetensors.index.json"),
                   ("pytorch_model.bin", "pytorch_model.bin.index.json"))
+# What a preset download fetches: the config and the safetensors weights, single or sharded (over 5 GB,
+# transformers 4.53's default shard size, a checkpoint is split).
+DOWNLOAD_PATTERNS = ("config.json", "model.safetensors", "model.safetensors.index.json", "model-*.safetensors")
+DOWNLOAD_REQUIRED = ("config.json", "model*.safetensors")
 CONFIG_LIMIT = 1_000_000  # bytes: a config.json bigger than this is not one (never read a huge file to list it)
 
 
@@ -213,14 +220,18 @@ def load_folder(folder: str | Path, name: str | None = None, defaults: SamplingD
         gpt = GPT(cfg.gpt, init=False)
         vq = VQModel(cfg.vq)
     source = str(files[0]) if len(files) == 1 else f"{folder} ({len(files)} shards)"
-    check_state_dict(ImgGen(gpt, vq), sd, f"the model its config.json describes ({cfg.describe()})", source,
-                     optional=(USAGE_BUFFER,),
+    expected = ImgGen(gpt, vq)
+    if any(k.startswith(REFERENCE) for k in sd):
+        expected.ref_model = ImgGen(gpt, vq)  # the same shapes under the reference copy's names
+    check_state_dict(expected, sd, f"the model its config.json describes ({cfg.describe()})", source,
+                     optional=(USAGE_BUFFER, REFERENCE + USAGE_BUFFER),
                      advice="config.json and the weights must come from the same save_pretrained: fetch both "
                             "again from the model's repository.")
-    parts: dict[str, dict[str, torch.Tensor]] = {"gpt_model": {}, "vq_model": {}}
-    for key in list(sd):  # every key has one of the two prefixes: the check above passed
+    parts: dict[str, dict[str, torch.Tensor]] = {"gpt_model": {}, "vq_model": {}, REFERENCE[:-1]: {}}
+    for key in list(sd):  # every key has one of the known prefixes: the check above passed
         prefix, rest = key.split(".", 1)
         parts[prefix][rest] = sd.pop(key)
+    del parts[REFERENCE[:-1]]  # the policy before GRPO: not the released model
     load_module(gpt, parts["gpt_model"], cfg.arch, source, device=device, dtype=dtype)
     load_module(vq, parts["vq_model"], "VQ", source, device=device, dtype=torch.float32,
                 optional=("quantize.codebook_used",))  # the VQ stays fp32, as upstream decodes
@@ -251,8 +262,10 @@ C2I_NOTES = (
     "test.py / test.sh (FID samples) use the same: --cfg default 2.0, top-k 0, top-p 1.0",
 )
 COMMON_NOTES = (
-    "file list (config.json + model.safetensors) follows save_pretrained's naming; the Hub listing was not "
-    "checked (UNVERIFIED); the loader also reads shards and pytorch_model.bin",
+    "files: config.json and model.safetensors (or shards with their index) as save_pretrained names them; the "
+    "Hub listing was not checked (UNVERIFIED); the loader also reads pytorch_model.bin",
+    "the training script exits inside its step checkpoint, before dropping the frozen reference copy, so the "
+    "files may also hold ref_model.* keys (UNVERIFIED); they are checked, then left out",
     "weights license not stated; download them yourself",
 )
 
@@ -291,10 +304,11 @@ class ArGrpoPreset:
     def files(self) -> list[dict]:
         from .adapter import vq_param_count
 
-        params = param_count(self.gpt, with_buffers=True) + vq_param_count(VQConfig())
-        out = [{"repo_id": self.repo_id, "filename": "config.json", "role": "config", "size": 2_000},
-               {"repo_id": self.repo_id, "filename": WEIGHT_LAYOUTS[0][0], "role": "gpt+vq",
-                "size": params * self.weight_bytes, "dtype": "bf16" if self.weight_bytes == 2 else "fp32 (inferred)"}]
+        # counted twice: a checkpoint-N folder also holds the frozen reference copy (REFERENCE)
+        params = 2 * (param_count(self.gpt, with_buffers=True) + vq_param_count(VQConfig()))
+        out = [{"repo_id": self.repo_id, "filename": "*", "patterns": list(DOWNLOAD_PATTERNS),
+                "required": DOWNLOAD_REQUIRED, "role": "config+gpt+vq", "size": params * self.weight_bytes,
+                "dtype": "bf16" if self.weight_bytes == 2 else "fp32 (inferred)"}]
         if self.model_type == "t2i":
             out.append(text_encoder_file())
         return out
@@ -323,11 +337,10 @@ def load_preset(p: ArGrpoPreset, models_dir=None, device=None, dtype=None, downl
                 offload_text_encoder: bool | None = None):
     """Preset ``p`` from ``<models_dir>/<owner>--<name>/`` (missing files fetched only when ``download``)."""
     folder = repo_folder(models_dir, p.repo_id)
-    needed = ["config.json"] + ([] if weight_files(folder) else [WEIGHT_LAYOUTS[0][0]])
     problems = []
-    for filename in needed:
+    if not ((folder / "config.json").is_file() and weight_files(folder)):  # local .bin weights count too
         try:
-            ensure_file(p.repo_id, filename, models_dir, download, progress)
+            ensure_snapshot(p.repo_id, models_dir, list(DOWNLOAD_PATTERNS), DOWNLOAD_REQUIRED, download, progress)
         except ModelFileError as exc:
             problems.append(str(exc))
     if p.model_type == "t2i":
@@ -337,7 +350,7 @@ def load_preset(p: ArGrpoPreset, models_dir=None, device=None, dtype=None, downl
             problems.append(str(exc))
     if problems:
         raise ModelFileError(f"{p.name} cannot be loaded:\n- " + "\n- ".join(problems))
-    hint = f"fetch the folder again with `{fetch_command(p.repo_id, None, folder, ['config.json', '*.safetensors'])}`"
+    hint = f"fetch the folder again with `{fetch_command(p.repo_id, None, folder, list(DOWNLOAD_PATTERNS))}`"
     return load_folder(folder, name=p.name, defaults=p.defaults, models_dir=models_dir, device=device, dtype=dtype,
                        download=download, progress=progress, offload_text_encoder=offload_text_encoder, hint=hint)
 
