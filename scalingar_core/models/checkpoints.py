@@ -4,7 +4,7 @@
   but tensors and plain containers is refused, never executed.
 * ``.safetensors`` through ``safetensors``.
 * Nesting ``model``/``module``/``state_dict``/``ema`` or a bare dict; prefixes ``module.``/``_orig_mod.``
-  stripped; AR-GRPO's combined file (``gpt_model.*`` + ``vq_model.*``) routed to the GPT and the VQ;
+  stripped; a combined file (AR-GRPO's ``gpt_model.*`` + ``vq_model.*``) routed to the GPT and the VQ;
   ``freqs_cis`` and KV-cache entries ignored.
 * A mismatch raises one error with the missing, unexpected and wrongly shaped keys.
 * A file that is not a checkpoint at all (an empty file, a Git LFS or git-annex pointer, an HTML error page or

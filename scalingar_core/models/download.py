@@ -186,8 +186,8 @@ def download_plan(files: list[dict], models_dir: str | Path | None = None, api=N
     plan, listings = [], {}
     for f in files:
         repo = f.get("repo_id")
-        if not repo or f.get("optional_if"):
-            continue  # nothing to fetch, or only needed when another file lacks it (decided at load)
+        if not repo:
+            continue  # nothing to fetch
         patterns = f.get("patterns")
         folder = repo_folder(models_dir, repo)
         if patterns:

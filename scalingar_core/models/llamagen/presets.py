@@ -38,7 +38,6 @@ class Preset:
     padding_side: str = "left"  # t2i caption layout: LlamaGen left, AR-GRPO right (§3.4, §6)
     vq: VQConfig = VQConfig()
     text_encoder_repo: str | None = T5_REPO  # None for c2i
-    vq_in_checkpoint: str = "never"  # "maybe": the GPT file may carry vq_model.* keys (detected at load)
     notes: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
     text_encoder_patterns: tuple[str, ...] = tuple(T5_PATTERNS)  # what a text-encoder download fetches
@@ -48,12 +47,9 @@ class Preset:
         return (self.gpt.grid, self.gpt.grid)
 
     def files(self) -> list[dict]:
-        gpt_bytes = 4 * param_count(self.gpt, with_buffers=True)
-        dtype_note = "bf16 (inferred)" if self.vq_in_checkpoint == "maybe" else "fp32"
         out = [{"repo_id": self.repo_id, "filename": self.filename, "role": "gpt",
-                "size": gpt_bytes // (2 if self.vq_in_checkpoint == "maybe" else 1), "dtype": dtype_note},
-               {"repo_id": self.vq_repo_id, "filename": self.vq_filename, "role": "vq", "size": 288_000_000,
-                "optional_if": "the GPT file carries vq_model.* keys" if self.vq_in_checkpoint == "maybe" else None}]
+                "size": 4 * param_count(self.gpt, with_buffers=True), "dtype": "fp32"},
+               {"repo_id": self.vq_repo_id, "filename": self.vq_filename, "role": "vq", "size": 288_000_000}]
         if self.text_encoder_repo:
             out.append({**text_encoder_file(self.text_encoder_patterns), "repo_id": self.text_encoder_repo})
         return out
