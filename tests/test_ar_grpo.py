@@ -176,12 +176,11 @@ def test_five_presets_with_their_repositories_and_defaults():
     assert registry.entry("ar-grpo-c2i-b-256").info.grid == (16, 16)
 
 
-def test_missing_preset_files_offline_are_named_together(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelFileError) as err:
-        registry.load("ar-grpo-t2i-xl-256", models_dir=tmp_path, device="cpu", download=True)
-    msg = str(err.value)
-    folder = tmp_path / "CSshihao--AR-GRPO_T2I_XL_256"
+def test_missing_preset_files_are_named_together(tmp_path):
+    p = ar_grpo.PRESETS["ar-grpo-t2i-xl-256"]
+    with pytest.raises(ModelFileError, match="downloads are off") as err:
+        ar_grpo.load_preset(p, models_dir=tmp_path)
+    msg, folder = str(err.value), repo_folder(tmp_path, p.repo_id)
     assert (f"hf download CSshihao/AR-GRPO_T2I_XL_256 --include 'config.json' --include 'model.safetensors' "
             f"--include 'model.safetensors.index.json' --include 'model-*.safetensors' --local-dir {folder}") in msg
     assert "google/flan-t5-xl" in msg  # every missing file in one error
