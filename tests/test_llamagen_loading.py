@@ -1,4 +1,5 @@
-"""Loading LlamaGen / AR-GRPO files in every upstream layout, the presets, and each bad-input error."""
+"""Loading LlamaGen files in every upstream layout, the presets, and each bad-input error (AR-GRPO's folders:
+tests/test_ar_grpo.py)."""
 import os
 from pathlib import Path
 
@@ -29,7 +30,6 @@ from scalingar_core.testing.llamagen import (
     write_tiny_t5,
 )
 
-GRPO = dict(name="tiny-grpo", filename="model.safetensors", vq_in_checkpoint="maybe", padding_side="right")
 
 
 @pytest.fixture(scope="module")
@@ -53,18 +53,15 @@ def _run(model, condition, n=2, steps=4):
     return logits
 
 
-@pytest.mark.parametrize("layout,kw", [("llamagen", {}), ("bare", {}), ("ar-grpo", GRPO)])
+@pytest.mark.parametrize("layout,kw", [("llamagen", {}), ("bare", {}), ("llamagen", {"padding_side": "right"})])
 def test_layouts_load_and_decode(tmp_path, t5_dir, layout, kw):
     p, paths = _setup(tmp_path, t5_dir, layout, **kw)
     model = load_preset(p, models_dir=tmp_path, device="cpu")
     assert isinstance(model, LlamaGenModel) and model.grid == (4, 4) and model.vocab_size == 64
     ref = random_gpt(p.gpt).state_dict()["layers.1.attention.wqkv.weight"]
     got = model.gpt.state_dict()["layers.1.attention.wqkv.weight"]
-    tol = 1e-2 if layout == "ar-grpo" else 0  # that layout was written in bf16
-    assert got.dtype == torch.float32 and (got - ref).abs().max() <= tol * ref.abs().max()
+    assert got.dtype == torch.float32 and torch.equal(got, ref)
     assert model.vq.quant_conv.weight.dtype == torch.float32
-    if layout == "ar-grpo":
-        assert not (repo_folder(tmp_path, p.vq_repo_id) / p.vq_filename).exists()  # VQ came from the GPT file
     cond = model.encode("a photo of a red cat")
     assert cond.mask.dtype == torch.bool
     if p.padding_side == "left":
@@ -74,7 +71,7 @@ def test_layouts_load_and_decode(tmp_path, t5_dir, layout, kw):
     logits = _run(model, cond)
     assert logits.shape == (4, 64) and logits.dtype == torch.float32 and torch.isfinite(logits).all()
     vq_ref = random_vq(p.vq).state_dict()["decoder.conv_out.weight"]
-    assert (model.vq.state_dict()["decoder.conv_out.weight"] - vq_ref).abs().max() <= tol * vq_ref.abs().max()
+    assert torch.equal(model.vq.state_dict()["decoder.conv_out.weight"], vq_ref)
     if layout == "llamagen":  # decoding is the VQ's own test; once here through the model
         img = model.decode(torch.randint(0, 64, (1, 16)))
         assert img.shape == (1, 3, 64, 64) and 0 <= img.min() and img.max() <= 1
@@ -94,7 +91,7 @@ def test_generates_through_the_engine(tmp_path, t5_dir):
     from scalingar_core.engine.config import RunConfig, SamplingConfig
     from scalingar_core.engine.loop import generate
 
-    p, _ = _setup(tmp_path, t5_dir, "ar-grpo", **GRPO)
+    p, _ = _setup(tmp_path, t5_dir, padding_side="right")
     model = registry_like_load(p, tmp_path)
     cond = model.encode("a blue bird over the river")
     cfg = RunConfig(strategy="scalingar", sampling=SamplingConfig(num_trajectories=3, seed=5))
@@ -165,9 +162,9 @@ def test_truncated_files_are_reported(tmp_path, t5_dir):
     paths["gpt"].write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="incomplete or corrupt.*hf download test/tiny-gpt gpt.pt"):
         load_preset(p, models_dir=tmp_path, device="cpu")
-    p2, paths2 = _setup(tmp_path / "g", t5_dir, "ar-grpo", **GRPO)
-    data = paths2["gpt"].read_bytes()
-    paths2["gpt"].write_bytes(data[:-100])
+    p2, paths2 = _setup(tmp_path / "g", t5_dir)
+    converted = convert_checkpoint(paths2["gpt"], paths2["gpt"].parent)  # found before the .pt
+    converted.write_bytes(converted.read_bytes()[:-100])
     with pytest.raises(CheckpointError, match="incomplete or corrupt"):
         load_preset(p2, models_dir=tmp_path / "g", device="cpu")
 
@@ -211,13 +208,19 @@ def test_convert_checkpoint_round_trip(tmp_path, t5_dir):
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
     paths["gpt"].unlink()  # the converted copy is found in its place
     assert _run(load_preset(p, models_dir=tmp_path, device="cpu"), "a cat").shape == (4, 64)
-    # a combined AR-GRPO file keeps its routing prefixes
-    p2, paths2 = _setup(tmp_path / "g", t5_dir, "ar-grpo", **GRPO)
-    out2 = convert_checkpoint(paths2["gpt"], tmp_path / "combined.safetensors")
+    # a combined GPT+VQ file (AR-GRPO's key layout) keeps its routing prefixes
+    combined = {f"gpt_model.{k}": v for k, v in random_gpt(p.gpt).state_dict().items()}
+    combined.update({f"vq_model.{k}": v for k, v in random_vq(p.vq).state_dict().items()})
+    torch.save(combined, tmp_path / "combined.pt")
+    out2 = convert_checkpoint(tmp_path / "combined.pt", tmp_path / "combined.safetensors")
     parts = read_state_dicts(out2)
     assert parts["gpt"] and parts["vq"]
     with pytest.raises(ValueError, match=".safetensors"):
-        convert_checkpoint(paths2["gpt"], tmp_path / "x.pt")
+        convert_checkpoint(out2, tmp_path / "x.pt")
+    # ...but a LlamaGen preset does not take one: that is an AR-GRPO folder's weights file
+    out2.replace(out)
+    with pytest.raises(CheckpointError, match=r"also holds a VQ \(vq_model\.\* keys\).*config.json"):
+        load_preset(p, models_dir=tmp_path, device="cpu")
 
 
 def test_registry_entries():
@@ -231,8 +234,7 @@ def test_registry_entries():
     d = t2i.info.defaults
     assert (d.cfg_scale, d.top_k, d.top_p, d.temperature) == (7.5, 1000, 1.0, 1.0)
     assert {f["filename"] for f in t2i.files} >= {"t2i_XL_stage2_512.pt", "vq_ds16_t2i.pt"}
-    grpo = PRESETS["ar-grpo-t2i-xl-256"]
-    assert grpo.padding_side == "right" and PRESETS["llamagen-t2i-xl-256"].padding_side == "left"
+    assert PRESETS["llamagen-t2i-xl-256"].padding_side == "left"  # AR-GRPO's right: tests/test_ar_grpo.py
     c2i = PRESETS["llamagen-c2i-3b-384"]
     assert c2i.gpt.dim == 3200 and c2i.gpt.grid == 24 and c2i.vq_filename == "vq_ds16_c2i.pt"
     assert PRESETS["llamagen-c2i-b-256"].defaults.cfg_scale == 4.0
@@ -242,7 +244,6 @@ def test_local_checkpoint_lookup(tmp_path, t5_dir):
     assert match_file("/x/t2i_XL_stage1_256.pt").name == "llamagen-t2i-xl-256"
     assert match_file("/x/c2i_L_384.safetensors").name == "llamagen-c2i-l-384"
     assert match_file("/x/model.safetensors") is None
-    assert match_file("/m/CSshihao--AR-GRPO_T2I_XL_256/model.safetensors").name == "ar-grpo-t2i-xl-256"
     assert load_checkpoint(tmp_path / "something_else.pt") is None
 
 

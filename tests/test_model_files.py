@@ -63,7 +63,7 @@ def online(monkeypatch):
 
 @pytest.mark.parametrize("path, expected", [
     ("/m/t2i_XL_stage1_256.pt", True), ("/m/sub/c2i_L_384.safetensors", True),
-    ("/m/CSshihao--AR-GRPO_T2I_XL_256/model.safetensors", True),
+    ("/m/CSshihao--AR-GRPO_T2I_XL_256/model.safetensors", False),  # AR-GRPO: only with its config.json
     ("/m/model.safetensors", False), ("/m/vq_ds16_t2i.pt", False), ("/m/my_finetune.safetensors", False),
     ("/m/notes.txt", False)])
 def test_registry_recognises_only_files_a_family_can_load(path, expected):
@@ -147,12 +147,16 @@ def test_plan_falls_back_to_estimates_offline_or_unreachable(tmp_path, monkeypat
     assert hub_sizes(T2I_REPO, FakeHub(fail=True)) is None
 
 
-def test_optional_vq_is_not_planned(tmp_path, online):
-    hub = FakeHub({"CSshihao/AR-GRPO_T2I_XL_256": {"model.safetensors": 1_550_000_000}, T5_REPO: FLAN_T5_XL})
-    plan = download_plan(registry.entry("ar-grpo-t2i-xl-256").files, tmp_path, api=hub)
-    assert plan[0] == {"repo_id": "CSshihao/AR-GRPO_T2I_XL_256", "filename": "model.safetensors",
-                       "size": 1_550_000_000, "exact": True}
-    assert not any(f["filename"] == "vq_ds16_t2i.pt" for f in plan)  # only if the file lacks vq_model.*
+@pytest.mark.parametrize("listing", [
+    {"config.json": 1_200, "model.safetensors": 3_400_000_000, "README.md": 900},
+    {"config.json": 1_200, "model.safetensors.index.json": 90_000, "model-00001-of-00002.safetensors": 5_000_000_000,
+     "model-00002-of-00002.safetensors": 1_800_000_000}])
+def test_ar_grpo_plan_is_its_config_and_weights_single_or_sharded(tmp_path, online, listing):
+    repo = "CSshihao/AR-GRPO_C2I_XL_384"
+    hub = FakeHub({repo: listing})
+    plan = download_plan(registry.entry("ar-grpo-c2i-xl-384").files, tmp_path, api=hub)
+    assert plan == [{"repo_id": repo, "filename": n, "size": listing[n], "exact": True}
+                    for n in sorted(listing) if n != "README.md"]  # the VQ travels inside the weights
 
 
 def test_cli_download_shows_sizes_before_the_clear_offline_error(tmp_path, monkeypatch, capsys):
@@ -183,7 +187,15 @@ def test_tool_comfy_models_list_every_downloadable_file():
                 folder = "scalingar/" + f["repo_id"].replace("/", "--")
                 expected.add((folder, f"https://huggingface.co/{f['repo_id']}/resolve/main/{f['filename']}"))
     assert expected <= listed
-    for location, url in listed - expected:  # the rest: the text encoder's snapshot, file by file
-        assert location == "scalingar/google--flan-t5-xl" and url.startswith(f"https://huggingface.co/{T5_REPO}/")
-        assert selected_files([url.rsplit("/", 1)[1]], list(PRESETS["llamagen-t2i-xl-256"].text_encoder_patterns))
+    snapshots = {}  # the rest: snapshot entries (the text encoder, AR-GRPO folders), file by file
+    for name in registry.names():
+        for f in registry.entry(name).files:
+            if f.get("patterns"):
+                snapshots.setdefault(f["repo_id"], set()).update(f["patterns"])
+    for location, url in listed - expected:
+        repo = location.removeprefix("scalingar/").replace("--", "/")
+        assert repo in snapshots and url.startswith(f"https://huggingface.co/{repo}/resolve/main/")
+        assert selected_files([url.rsplit("/", 1)[1]], sorted(snapshots[repo]))
+    assert {r for r in snapshots if r.startswith("CSshihao/")} <= {loc.removeprefix("scalingar/").replace("--", "/")
+                                                                   for loc, _ in listed}
     assert meta["PublisherId"] and meta["DisplayName"] == "ScalingAR"

@@ -112,7 +112,8 @@ def cmd_list(args) -> int:
 
     for name in registry.names():
         e = registry.entry(name)
-        files = ", ".join(f["filename"] for f in e.files) or "bundled"
+        files = ", ".join(f"{f['repo_id']} snapshot" if f.get("patterns") else f["filename"] for f in e.files)
+        files = files or "bundled"
         print(f"{name:28s} {e.info.description}  [{files}]")
     return 0
 

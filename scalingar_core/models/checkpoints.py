@@ -4,7 +4,7 @@
   but tensors and plain containers is refused, never executed.
 * ``.safetensors`` through ``safetensors``.
 * Nesting ``model``/``module``/``state_dict``/``ema`` or a bare dict; prefixes ``module.``/``_orig_mod.``
-  stripped; AR-GRPO's combined file (``gpt_model.*`` + ``vq_model.*``) routed to the GPT and the VQ;
+  stripped; a combined file (AR-GRPO's ``gpt_model.*`` + ``vq_model.*``) routed to the GPT and the VQ;
   ``freqs_cis`` and KV-cache entries ignored.
 * A mismatch raises one error with the missing, unexpected and wrongly shaped keys.
 * A file that is not a checkpoint at all (an empty file, a Git LFS or git-annex pointer, an HTML error page or
@@ -163,9 +163,13 @@ def _describe_gpt(sd: dict[str, torch.Tensor]) -> str:
     return f"{kind}, dim {tok.shape[1]}, {len(layers)} layers, vocab {tok.shape[0]}"
 
 
+PICK_PRESET = "Pick the preset this file belongs to, or use the file the preset names."
+
+
 def check_state_dict(module: nn.Module, sd: dict[str, torch.Tensor], expected: str, source: str,
-                     optional: tuple[str, ...] = ()) -> None:
-    """Raise one :class:`CheckpointError` listing every difference between ``sd`` and ``module``'s keys."""
+                     optional: tuple[str, ...] = (), advice: str = PICK_PRESET) -> None:
+    """Raise one :class:`CheckpointError` listing every difference between ``sd`` and ``module``'s keys
+    (``advice``: the last line, what to do about it)."""
     want = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     missing = [k for k in want if k not in sd and k not in optional]
     unexpected = [k for k in sd if k not in want]
@@ -180,7 +184,7 @@ def check_state_dict(module: nn.Module, sd: dict[str, torch.Tensor], expected: s
             lines.append(f"  {len(items)} {name}: {', '.join(items[:SHOW])}{more}")
     if any(k.startswith("tok_embeddings") for k in list(want) + list(sd)):
         lines.append(f"  the file looks like: {_describe_gpt(sd)}")
-    lines.append("  Pick the preset this file belongs to, or use the file the preset names.")
+    lines.append(f"  {advice}")
     raise CheckpointError("\n".join(lines))
 
 

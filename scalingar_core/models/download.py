@@ -111,17 +111,24 @@ def ensure_file(repo_id: str, filename: str, models_dir: str | Path | None = Non
     return Path(got)
 
 
+def present(folder: Path, required) -> bool:
+    """Whether each of ``required`` (a file name, or a glob such as ``model*.safetensors``) has a file in
+    ``folder``."""
+    return all(any(p.is_file() for p in folder.glob(r)) for r in required)
+
+
 def ensure_snapshot(repo_id: str, models_dir: str | Path | None = None, patterns: list[str] | None = None,
                     required: tuple[str, ...] = ("config.json",), download: bool = False,
                     progress: Progress | None = None) -> Path:
-    """Local folder holding ``repo_id`` (files matching ``patterns``); ``required`` files must exist.
+    """Local folder holding ``repo_id`` (files matching ``patterns``); ``required`` files must exist (see
+    :func:`present`).
 
     ``patterns`` are required: a repository often holds its weights in several formats (FLAN-T5-XL: safetensors,
     PyTorch, TensorFlow and Flax, four times the bytes), and only the ones the loader reads are fetched."""
     if not patterns:
         raise ValueError(f"{repo_id}: give the allow-patterns of the files to fetch, not the whole repository")
     folder = repo_folder(models_dir, repo_id)
-    if all((folder / r).is_file() for r in required):
+    if present(folder, required):
         return folder
     if not download:
         raise _missing(repo_id, None, folder, "downloads are off", patterns)
@@ -133,7 +140,7 @@ def ensure_snapshot(repo_id: str, models_dir: str | Path | None = None, patterns
                           **_progress_kwarg(snapshot_download, _tqdm_class(progress, repo_id)))
     except Exception as exc:
         raise _missing(repo_id, None, folder, f"download failed: {type(exc).__name__}: {exc}", patterns) from exc
-    missing = [r for r in required if not (folder / r).is_file()]
+    missing = [r for r in required if not present(folder, [r])]
     if missing:
         raise _missing(repo_id, missing[0], folder, "the repository did not provide it")
     return folder
@@ -179,12 +186,12 @@ def download_plan(files: list[dict], models_dir: str | Path | None = None, api=N
     plan, listings = [], {}
     for f in files:
         repo = f.get("repo_id")
-        if not repo or f.get("optional_if"):
-            continue  # nothing to fetch, or only needed when another file lacks it (decided at load)
+        if not repo:
+            continue  # nothing to fetch
         patterns = f.get("patterns")
         folder = repo_folder(models_dir, repo)
         if patterns:
-            if all((folder / r).is_file() for r in f.get("required", ("config.json",))):
+            if present(folder, f.get("required", ("config.json",))):
                 continue
         elif local_copy(repo, f["filename"], models_dir) is not None:
             continue

@@ -68,8 +68,9 @@ def load(name: str, **kwargs) -> ARModel:
 
 
 def recognises(path) -> bool:
-    """Whether a family can load the local file or folder ``path``, judged from its name and place (nothing is
-    read): what a model list should offer. Each family answers through its ``match_file(path)``."""
+    """Whether a family can load the local file or folder ``path``, judged from its name and place (no weights
+    are read; a model folder's small config.json may be): what a model list should offer. Each family answers
+    through its ``match_file(path)``."""
     return any(getattr(mod, "match_file", lambda _: None)(path) is not None for mod in _families())
 
 

@@ -28,15 +28,13 @@ def tiny_gpt_config(model_type: str = "t2i", **overrides) -> GPTConfig:
 
 
 def tiny_preset(name: str = "tiny-t2i", model_type: str = "t2i", padding_side: str = "left",
-                filename: str = "gpt.pt", vq_filename: str = "vq.pt", vq_in_checkpoint: str = "never",
-                **gpt_overrides) -> Preset:
+                filename: str = "gpt.pt", vq_filename: str = "vq.pt", **gpt_overrides) -> Preset:
     gpt = tiny_gpt_config(model_type, **gpt_overrides)
     return Preset(name=name, description="tiny synthetic test model", gpt=gpt, repo_id="test/tiny-gpt",
                   filename=filename, vq_repo_id="test/tiny-vq", vq_filename=vq_filename,
                   defaults=SamplingDefaults(cfg_scale=2.0), image_size=gpt.grid * TINY_VQ.downsample,
                   padding_side=padding_side, vq=TINY_VQ,
-                  text_encoder_repo="test/tiny-t5" if model_type == "t2i" else None,
-                  vq_in_checkpoint=vq_in_checkpoint)
+                  text_encoder_repo="test/tiny-t5" if model_type == "t2i" else None)
 
 
 def random_gpt(cfg: GPTConfig, seed: int = 0) -> GPT:
@@ -85,9 +83,7 @@ def write_preset_files(p: Preset, models_dir: str | Path, layout: str = "llamage
     """Write random weights for ``p`` under ``models_dir`` in one of the upstream layouts.
 
     ``llamagen``: ``{"model": sd}`` fp32 ``.pt`` for the GPT and the VQ; ``bare``: the bare dict (FSDP
-    c2i files); ``ar-grpo``: one bf16 safetensors with ``gpt_model.*`` and ``vq_model.*`` keys."""
-    from safetensors.torch import save_file
-
+    c2i files). AR-GRPO's folders: :mod:`.ar_grpo`."""
     gpt_sd = random_gpt(p.gpt, seed).state_dict()
     vq_sd = random_vq(p.vq, seed).state_dict()
     gpt_path = repo_folder(models_dir, p.repo_id) / p.filename
@@ -100,13 +96,8 @@ def write_preset_files(p: Preset, models_dir: str | Path, layout: str = "llamage
     elif layout == "bare":
         torch.save(gpt_sd, gpt_path)
         torch.save({"model": vq_sd}, vq_path)
-    elif layout == "ar-grpo":
-        flat = {f"gpt_model.{k}": v.to(torch.bfloat16).contiguous() for k, v in gpt_sd.items()}
-        flat.update({f"vq_model.{k}": v.to(torch.bfloat16).contiguous() for k, v in vq_sd.items()})
-        save_file(flat, str(gpt_path))
-        vq_path = gpt_path
     else:
-        raise ValueError(f"unknown layout {layout!r}: llamagen, bare or ar-grpo")
+        raise ValueError(f"unknown layout {layout!r}: llamagen or bare")
     out = {"gpt": gpt_path, "vq": vq_path}
     if with_t5 and p.text_encoder_repo:
         out["t5"] = write_tiny_t5(repo_folder(models_dir, p.text_encoder_repo), d_model=p.gpt.caption_dim)

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from ...errors import echo
-from ..checkpoints import load_module, read_state_dicts
+from ..checkpoints import CheckpointError, load_module, read_state_dicts
 from ..device import resolve_device, resolve_dtype
 from ..download import (
     ModelFileError,
@@ -191,23 +191,21 @@ def load_preset(p: Preset, models_dir=None, device=None, dtype=None, download: b
                                         download, progress)
         except ModelFileError as exc:
             problems.append(str(exc))
-    if p.vq_in_checkpoint == "never" or gpt_path is None:  # report a missing VQ together with the rest
-        try:
-            _local_or_fetch(p.vq_repo_id, p.vq_filename, models_dir, download, progress)
-        except ModelFileError as exc:
-            if p.vq_in_checkpoint == "never":
-                problems.append(str(exc))
+    try:
+        vq_path = _local_or_fetch(p.vq_repo_id, p.vq_filename, models_dir, download, progress)
+    except ModelFileError as exc:
+        problems.append(str(exc))
     if problems:
         raise ModelFileError(f"{p.name} cannot be loaded:\n- " + "\n- ".join(problems))
 
     hint = f"fetch it again with `{fetch_command(p.repo_id, p.filename, repo_folder(models_dir, p.repo_id))}`"
     parts = read_state_dicts(gpt_path, default="gpt", hint=hint)
-    if parts["vq"]:  # AR-GRPO-style combined file: use the VQ it carries
-        vq_sd, vq_source = parts["vq"], f"{gpt_path} (vq_model.*)"
-    else:
-        vq_path = _local_or_fetch(p.vq_repo_id, p.vq_filename, models_dir, download, progress)
-        vq_hint = f"fetch it again with `{fetch_command(p.vq_repo_id, p.vq_filename, vq_path.parent)}`"
-        vq_sd, vq_source = read_state_dicts(vq_path, default="vq", hint=vq_hint)["vq"], str(vq_path)
+    if parts["vq"]:
+        raise CheckpointError(f"{gpt_path} also holds a VQ (vq_model.* keys), as AR-GRPO's checkpoints do: keep "
+                              f"it in a folder with its config.json and load that folder or its preset "
+                              f"(docs/models_ar_grpo.md)")
+    vq_hint = f"fetch it again with `{fetch_command(p.vq_repo_id, p.vq_filename, vq_path.parent)}`"
+    vq_sd, vq_source = read_state_dicts(vq_path, default="vq", hint=vq_hint)["vq"], str(vq_path)
 
     expected = f"preset {p.name} (GPT-{p.gpt.dim}d x {p.gpt.n_layer} layers, {p.gpt.model_type}, vocab " \
                f"{p.gpt.vocab_size})"
@@ -221,15 +219,22 @@ def load_preset(p: Preset, models_dir=None, device=None, dtype=None, download: b
 
     text_encoder = None
     if t5_folder is not None:
-        # T5 in bf16 (fp16 overflows in T5); fp32 when the GPT runs in fp32
-        t5_dtype = torch.float32 if dtype == torch.float32 else torch.bfloat16
-        text_encoder = T5TextEncoder.from_pretrained(t5_folder, device=device, dtype=t5_dtype,
-                                                     offload=offload_text_encoder,
-                                                     max_length=p.gpt.cls_token_num)  # 120 for every release
-        if text_encoder.hidden_size != p.gpt.caption_dim:
-            raise ValueError(f"text encoder in {t5_folder} has width {text_encoder.hidden_size}, but {p.name} "
-                             f"expects {p.gpt.caption_dim} (FLAN-T5-XL)")
+        text_encoder = load_text_encoder(t5_folder, p.name, p.gpt.caption_dim, p.gpt.cls_token_num, device, dtype,
+                                         offload_text_encoder)  # 120 tokens for every release
     return LlamaGenModel(p.name, gpt, vq, text_encoder, p.defaults, p.padding_side)
+
+
+def load_text_encoder(folder: Path, name: str, width: int, max_length: int, device: torch.device,
+                      dtype: torch.dtype, offload: bool) -> T5TextEncoder:
+    """The T5 encoder in ``folder`` for model ``name``, whose GPT reads ``width``-wide caption features."""
+    # T5 in bf16 (fp16 overflows in T5); fp32 when the GPT runs in fp32
+    t5_dtype = torch.float32 if dtype == torch.float32 else torch.bfloat16
+    text_encoder = T5TextEncoder.from_pretrained(folder, device=device, dtype=t5_dtype, offload=offload,
+                                                 max_length=max_length)
+    if text_encoder.hidden_size != width:
+        raise ValueError(f"text encoder in {folder} has width {text_encoder.hidden_size}, but {name} "
+                         f"expects {width} (FLAN-T5-XL)")
+    return text_encoder
 
 
 def preset_memory(p: Preset, n: int, dtype_bytes: int = 2, offload_text_encoder: bool = True) -> dict[str, int]:

@@ -1,4 +1,5 @@
-"""Registry entries for the released LlamaGen and AR-GRPO checkpoints (``shared/llamagen.md`` §4.5, §5, §6)."""
+"""Registry entries for the released LlamaGen checkpoints (``shared/llamagen.md`` §4.5, §5), and the family's
+hooks (``match_file``, ``load_checkpoint``, ``register_models``) that also cover AR-GRPO (``ar_grpo.py``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -17,6 +18,12 @@ T5_PATTERNS = ["config.json", "tokenizer.json", "tokenizer_config.json", "specia
 T5_DOWNLOAD_BYTES = 11_400_000_000  # FLAN-T5-XL safetensors (encoder + decoder, fp32), approximate
 
 
+def text_encoder_file(patterns=tuple(T5_PATTERNS)) -> dict:
+    """The FLAN-T5-XL snapshot as a registry file entry (what a text encoder download fetches)."""
+    return {"repo_id": T5_REPO, "filename": "*", "patterns": list(patterns), "role": "text_encoder",
+            "size": T5_DOWNLOAD_BYTES}
+
+
 @dataclass(frozen=True)
 class Preset:
     name: str
@@ -31,7 +38,6 @@ class Preset:
     padding_side: str = "left"  # t2i caption layout: LlamaGen left, AR-GRPO right (§3.4, §6)
     vq: VQConfig = VQConfig()
     text_encoder_repo: str | None = T5_REPO  # None for c2i
-    vq_in_checkpoint: str = "never"  # "maybe": the GPT file may carry vq_model.* keys (detected at load)
     notes: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
     text_encoder_patterns: tuple[str, ...] = tuple(T5_PATTERNS)  # what a text-encoder download fetches
@@ -41,16 +47,11 @@ class Preset:
         return (self.gpt.grid, self.gpt.grid)
 
     def files(self) -> list[dict]:
-        gpt_bytes = 4 * param_count(self.gpt, with_buffers=True)
-        dtype_note = "bf16 (inferred)" if self.vq_in_checkpoint == "maybe" else "fp32"
         out = [{"repo_id": self.repo_id, "filename": self.filename, "role": "gpt",
-                "size": gpt_bytes // (2 if self.vq_in_checkpoint == "maybe" else 1), "dtype": dtype_note},
-               {"repo_id": self.vq_repo_id, "filename": self.vq_filename, "role": "vq", "size": 288_000_000,
-                "optional_if": "the GPT file carries vq_model.* keys" if self.vq_in_checkpoint == "maybe" else None}]
+                "size": 4 * param_count(self.gpt, with_buffers=True), "dtype": "fp32"},
+               {"repo_id": self.vq_repo_id, "filename": self.vq_filename, "role": "vq", "size": 288_000_000}]
         if self.text_encoder_repo:
-            out.append({"repo_id": self.text_encoder_repo, "filename": "*",
-                        "patterns": list(self.text_encoder_patterns),
-                        "role": "text_encoder", "size": T5_DOWNLOAD_BYTES})
+            out.append({**text_encoder_file(self.text_encoder_patterns), "repo_id": self.text_encoder_repo})
         return out
 
     def info(self) -> ModelInfo:
@@ -65,8 +66,6 @@ LLAMAGEN_T2I_DEFAULTS = SamplingDefaults(cfg_scale=7.5, top_k=1000, top_p=1.0, t
 # sample_c2i.py; the FID runs use top_k 0 and the per-size cfg in C2I_FID_CFG instead.
 LLAMAGEN_C2I_DEFAULTS = SamplingDefaults(cfg_scale=4.0, top_k=2000, top_p=1.0, temperature=1.0)
 C2I_FID_CFG = {"B": 2.0, "L": 2.0, "XL": 1.75, "XXL": 1.75, "3B": 1.65}
-# AR-GRPO's GRPO rollout settings; the paper's recommended values are UNVERIFIED.
-AR_GRPO_T2I_DEFAULTS = SamplingDefaults(cfg_scale=4.0, top_k=0, top_p=1.0, temperature=1.0)
 
 # Released c2i checkpoints: (preset, image size).
 C2I_RELEASED = [("B", 256), ("B", 384), ("L", 256), ("L", 384), ("XL", 384), ("XXL", 384), ("3B", 384)]
@@ -93,16 +92,6 @@ def _c2i(arch: str, size: int) -> Preset:
 PRESETS: dict[str, Preset] = {p.name: p for p in [
     _t2i(256, "t2i_XL_stage1_256.pt", "stage 1, LAION-COCO"),
     _t2i(512, "t2i_XL_stage2_512.pt", "stage 2, aesthetic fine-tune"),
-    Preset(
-        name="ar-grpo-t2i-xl-256",
-        description="AR-GRPO: LlamaGen T2I XL 256 px fine-tuned with GRPO (right-padded captions)",
-        gpt=gpt_config("XL", "t2i", 256), repo_id="CSshihao/AR-GRPO_T2I_XL_256", filename="model.safetensors",
-        vq_repo_id=T2I_REPO, vq_filename="vq_ds16_t2i.pt", defaults=AR_GRPO_T2I_DEFAULTS, image_size=256,
-        padding_side="right", vq_in_checkpoint="maybe",
-        notes=("file name, gpt_model./vq_model. layout and bf16 dtype inferred from the training code "
-               "(UNVERIFIED); the loader detects the layout",
-               "sampling defaults are the GRPO rollout settings (cfg 4.0, top-k off); UNVERIFIED",
-               "weights license not stated; download them yourself")),
     *[_c2i(arch, size) for arch, size in C2I_RELEASED],
 ]}
 
@@ -121,11 +110,17 @@ def _load(p: Preset, models_dir=None, device=None, dtype=None, download=False, p
                        progress=progress)
 
 
-def match_file(path) -> Preset | None:
-    """The preset whose GPT file ``path`` is, by name (or its converted ``.safetensors`` copy); a generic
-    name like ``model.safetensors`` only counts inside the preset's ``<owner>--<name>`` folder."""
+def match_file(path):
+    """What local file ``path`` is: the AR-GRPO model folder whose weights file it is (``ar_grpo.match_file``),
+    or the preset whose GPT file it is, by name (or its converted ``.safetensors`` copy; a generic name like
+    ``model.safetensors`` only counts inside the preset's ``<owner>--<name>`` folder). None: neither."""
     from pathlib import Path
 
+    from . import ar_grpo
+
+    folder = ar_grpo.match_file(path)
+    if folder is not None:
+        return folder
     path = Path(path)
     for p in PRESETS.values():
         names = {p.filename, Path(p.filename).stem + ".safetensors"}
@@ -136,10 +131,16 @@ def match_file(path) -> Preset | None:
 
 
 def load_checkpoint(path, device=None, dtype=None, models_dir=None, **kwargs):
-    """Load a local GPT file of a known preset (None if the file is not one of ours). The VQ and T5 files
-    are looked up in ``models_dir`` (default: the folder holding the file's repo folder, or the file's)."""
+    """Load a local GPT file of a known preset, or an AR-GRPO folder (given as the folder or its weights
+    file); None if ``path`` is neither. The VQ and T5 files are looked up in ``models_dir`` (default: the
+    folder holding the file's repo folder, or the file's)."""
     from pathlib import Path
 
+    from . import ar_grpo
+
+    folder = Path(path) if ar_grpo.is_model_folder(path) else ar_grpo.match_file(path)
+    if folder is not None:
+        return ar_grpo.load_checkpoint(folder, device=device, dtype=dtype, models_dir=models_dir, **kwargs)
     p = match_file(path)
     if p is None:
         return None
@@ -152,5 +153,8 @@ def load_checkpoint(path, device=None, dtype=None, models_dir=None, **kwargs):
 
 def register_models(register) -> None:
     from ..registry import ModelEntry
+    from . import ar_grpo
+
     for p in PRESETS.values():
         register(ModelEntry(info=p.info(), loader=partial(_load, p), files=p.files()))
+    ar_grpo.register_models(register)
