@@ -133,3 +133,19 @@ def test_compiled_engine_math_has_one_graph_per_batch_size_and_decides_as_eager(
     assert dynamo_utils.counters["stats"]["unique_graphs"] == 4
     assert torch.equal(compiled.codes, eager.codes) and compiled.selected == eager.selected
     assert torch.equal(again.codes, compiled.codes)
+
+
+def test_a_model_whose_sessions_cannot_admit_runs_one_image_per_session():
+    """Janus-Pro's sessions neither batch several conditions nor admit mid-flight: the queue falls back to one
+    group per session, with the same results."""
+    class Plain(ReferenceModel):
+        start_batch = None
+
+        def start(self, condition, n, guidance=True):
+            session = super().start(condition, n, guidance)
+            session.admits = False
+            return session
+
+    model = Plain(vocab_size=32, grid=(6, 6))
+    jobs = [(model.encode(f"p{i}"), _config(s, seed, 4, SHORT_GATE)) for i, (s, seed) in enumerate(STRATEGIES[:4])]
+    _check_same(model, jobs, [None, 8])

@@ -38,36 +38,47 @@ class RowBatch:
         """New groups can join now: the session admits mid-flight, or it has no live row left."""
         return self.empty or self.continuous
 
-    def admit(self, groups: list) -> None:
+    def admit(self, groups: list) -> list:
         """Prefill the conditions of ``groups`` into the batch; their logical rows follow the current ones,
-        in order, ``g.rows`` each."""
+        in order, ``g.rows`` each. Returns the groups that must wait: a model with neither ``start_batch`` nor
+        sessions that admit decodes one group per session (Janus-Pro: lock-step, one image at a time)."""
+        if not self.empty:
+            self._append(groups)
+            return []
+        if len(groups) > 1 and getattr(self.model, "start_batch", None) is None:
+            self._open(groups[:1])  # a session starts with one condition, and admits the others if it can
+            if not self.continuous:
+                return groups[1:]
+            self._append(groups[1:])
+            return []
+        self._open(groups)
+        return []
+
+    def _layout(self, groups: list) -> tuple[list, list[int], torch.Tensor]:
+        """The distinct conditions to prefill, their row counts, and each new logical row's new session row."""
         conds, counts = [g.condition for g in groups], [g.rows for g in groups]
-        if self.share:
-            first: dict[int, int] = {}  # id(condition) -> its new row: the same object is the same condition
-            for c in conds:
-                first.setdefault(id(c), len(first))
-            distinct = list({id(c): c for c in conds}.values())
-            new_phys = torch.tensor([first[id(c)] for c, k in zip(conds, counts) for _ in range(k)],
-                                    device=self.device)
-            conds, counts = distinct, [1] * len(distinct)
-        else:
-            new_phys = torch.arange(sum(counts), device=self.device)
-        if self.empty:
-            first = 1 if self._one_by_one(conds) else len(conds)
-            self.session = self._start(conds[:first], counts[:first])
-            self.phys, self.half, self.logits = new_phys, sum(counts[:first]), self.session.prefill()
-            conds, counts = conds[first:], counts[first:]
-        else:
-            self.phys = torch.cat([self.phys, new_phys + self.half])
-        if conds:
-            added = sum(counts)
-            self.logits = _join(self.logits, self.session.admit(conds, counts), self.half, added, self.guided)
-            self.half += added
+        if not self.share:
+            return conds, counts, torch.arange(sum(counts), device=self.device)
+        first: dict[int, int] = {}  # id(condition) -> its new row: the same object is the same condition
+        for c in conds:
+            first.setdefault(id(c), len(first))
+        rows = torch.tensor([first[id(c)] for c, k in zip(conds, counts) for _ in range(k)], device=self.device)
+        return list({id(c): c for c in conds}.values()), [1] * len(first), rows
+
+    def _open(self, groups: list) -> None:
+        conds, counts, rows = self._layout(groups)
+        self.session = self._start(conds, counts)
+        self.phys, self.half, self.logits = rows, sum(counts), self.session.prefill()
         self.contiguous = not self.share
 
-    def _one_by_one(self, conds: list) -> bool:
-        """Without ``start_batch`` a session starts with the first condition and admits the others."""
-        return len(conds) > 1 and getattr(self.model, "start_batch", None) is None
+    def _append(self, groups: list) -> None:
+        if not groups:
+            return
+        conds, counts, rows = self._layout(groups)
+        added = sum(counts)
+        self.phys = torch.cat([self.phys, rows + self.half])
+        self.logits = _join(self.logits, self.session.admit(conds, counts), self.half, added, self.guided)
+        self.half += added
 
     def _start(self, conds: list, counts: list[int]):
         model = self.model

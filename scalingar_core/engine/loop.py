@@ -57,8 +57,9 @@ def run(model: ARModel, groups: Iterable[Group], max_rows: int | None = None, sh
             live += pending[0].rows
             joining.append(pending.popleft())
         if joining:
-            batch.admit(joining)
-            active += joining
+            waiting = batch.admit(joining)
+            pending.extendleft(reversed(waiting))
+            active += joining[: len(joining) - len(waiting)]
         offset, kept, tokens, changed, still = 0, [], [], False, []
         for g in active:
             m = g.rows
