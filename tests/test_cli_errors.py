@@ -68,16 +68,19 @@ def test_config_also_takes_a_json_file(loads, tmp_path):
     assert json.loads((tmp_path / "o" / "trace.json").read_text())["config"]["gate"]["recovery_window"] == 5
 
 
-def test_the_trace_is_saved_before_the_pictures(loads, tmp_path, monkeypatch):
+def test_a_failure_drawing_the_pictures_keeps_the_previous_set_whole(loads, tmp_path, monkeypatch):
+    """The outputs are a set: a failure after some files were made (here the trace plot) keeps none of them."""
     import scalingar_core.app.plot as plot
+
+    assert generate("--out", str(tmp_path), "--seed", "1") == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
 
     def broken(*a, **k):
         raise RuntimeError("plot failed")
     monkeypatch.setattr(plot, "plot_trace", broken)
     with pytest.raises(RuntimeError, match="plot failed"):
-        generate("--out", str(tmp_path))
-    assert json.loads((tmp_path / "trace.json").read_text())["num_trajectories"] == 2
-    assert (tmp_path / "image.png").stat().st_size > 0
+        generate("--out", str(tmp_path), "--seed", "2")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no staged file, no lock left
 
 
 def test_ctrl_c_while_writing_a_png_leaves_no_truncated_file(loads, tmp_path, monkeypatch, capsys):
