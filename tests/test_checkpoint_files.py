@@ -106,3 +106,16 @@ def test_a_corrupt_safetensors_beside_its_pt_says_delete_or_convert_not_fetch(tm
     msg = str(err.value)
     assert f"delete it to use {original.name}" in msg and f"convert {original} {converted}" in msg
     assert "hf download" not in msg
+
+
+def test_convert_refuses_a_fifo_target_and_writes_a_loadable_copy(tmp_path):
+    from scalingar_core.models.checkpoints import convert_checkpoint
+
+    src = tmp_path / "gpt.pt"
+    torch.save({"model": {"w": torch.ones(2)}}, src)
+    fifo = tmp_path / "fifo.safetensors"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="is a FIFO"):
+        convert_checkpoint(src, fifo)
+    assert torch.equal(read_file(convert_checkpoint(src, tmp_path / "gpt.safetensors"))["w"], torch.ones(2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo.safetensors", "gpt.pt", "gpt.safetensors"]

@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from .. import files
+
 WRAPPER_KEYS = ("model", "module", "state_dict", "ema")
 STRIP_PREFIXES = ("module.", "_orig_mod.")
 ROUTES = {"gpt_model.": "gpt", "vq_model.": "vq"}
@@ -273,6 +275,7 @@ def convert_checkpoint(src: str | Path, dst: str | Path) -> Path:
         raise ValueError(f"convert target {dst} must end in .safetensors (or be an existing folder)")
     if dst.resolve() == src.resolve():
         raise ValueError(f"convert target {dst} is the source file")
+    files.check_target(dst, "convert target")  # before the (long) read of the source
     parts = read_state_dicts(src)
     combined = bool(parts["vq"]) and bool(parts["gpt"])
     flat: dict[str, torch.Tensor] = {}
@@ -280,8 +283,6 @@ def convert_checkpoint(src: str | Path, dst: str | Path) -> Path:
         for key, value in parts[part].items():
             # clone: safetensors refuses tensors that share storage (and mmap'd views)
             flat[(prefix if combined else "") + key] = value.detach().contiguous().clone()
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".partial")
-    save_file(flat, str(tmp), metadata={"converted_from": src.name, "format": "pt"})
-    tmp.replace(dst)  # never leave a half-written file under the final name
+    with files.atomic_path(dst) as tmp:  # never a half-written file under the final name, never over a device
+        save_file(flat, str(tmp), metadata={"converted_from": src.name, "format": "pt"})
     return dst
