@@ -51,16 +51,29 @@ def _raise_terminated(signum, frame):
 
 
 @contextlib.contextmanager
-def sigterm_as_interrupt():
-    """Inside the block, SIGTERM raises :class:`Terminated` in the main thread (elsewhere: no change)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+def _while(apply: Callable[[], object], undo: Callable[[object], object]):
+    previous = apply()
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        undo(previous)
+
+
+def sigterm_as_interrupt():
+    """Inside the block, SIGTERM raises :class:`Terminated` in the main thread (elsewhere: no change)."""
+    if threading.current_thread() is not threading.main_thread():
+        return contextlib.nullcontext()
+    return _while(lambda: signal.signal(signal.SIGTERM, _raise_terminated),
+                  lambda previous: signal.signal(signal.SIGTERM, previous))
+
+
+def signals_held():
+    """Inside the block SIGINT and SIGTERM wait (blocked), and act as soon as it ends: for steps that must
+    not be cut in half, such as moving a run's files into place (a few milliseconds)."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows
+        return contextlib.nullcontext()
+    return _while(lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM}),
+                  lambda previous: signal.pthread_sigmask(signal.SIG_SETMASK, previous))
 
 
 def exit_status(command: Callable[[], int]) -> int:

@@ -24,13 +24,12 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import time
 import uuid
 from pathlib import Path
 
 from . import files
-from .errors import OutputError
+from .errors import OutputError, signals_held
 
 LOCK_NAME = ".scalingar.lock"
 MANIFEST = "run.json"
@@ -107,22 +106,6 @@ def _age(path: Path) -> float:
         return time.time() - path.stat().st_mtime
     except OSError:
         return float("inf")
-
-
-# ---------------------------------------------------------------- signals held during the moves
-
-@contextlib.contextmanager
-def _signals_held():
-    """SIGINT and SIGTERM wait until the block ends (then act at once): the moves are never cut in half."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 # ---------------------------------------------------------------- the set
@@ -218,7 +201,7 @@ class OutputSet:
             files.check_target(final)
         stale = [p for p in self._previous_files() if p not in self._staged and p.is_file()]
         moved: list[Path] = []
-        with _signals_held():
+        with signals_held():
             try:
                 files.write_text(self.folder / MANIFEST, self._manifest(complete=False))
             except OSError as exc:
