@@ -12,8 +12,10 @@ a hidden file beside it) and only when every file is complete moves them into pl
 * ``run.json`` names the run id and the files of the set. It is written first with ``"complete": false``
   and again with ``"complete": true`` after the last move, so a reader can always tell a whole set from an
   interrupted one; the trace carries the same run id, the PNGs carry it as a text chunk;
-* files of our previous run that this run does not write (``candidate_5.png`` of an earlier ``--all``) are
-  removed, so the folder never shows two runs side by side; files we did not write are never touched.
+* files that the previous run of the same kind (generate, bench) listed and this run does not write
+  (``candidate_5.png`` of an earlier ``--all``) are removed, so the folder never shows two such runs side by
+  side; files no run of ours listed are never touched (nor, after a run of another kind, that run's files:
+  run.json then lists only the new set).
 
 The lock is ``.scalingar.lock`` in the output folder, holding the writer's PID. A second writer is refused
 with that PID; a lock whose process is gone is stale and taken over.
@@ -115,15 +117,15 @@ class OutputSet:
 
     Use as a context manager (an exception discards what was staged) and call :meth:`commit` at the end::
 
-        with OutputSet(out, command="...") as outputs:
+        with OutputSet(out, "generate", command="...") as outputs:
             outputs.save_image(image, "image.png")
             outputs.write_json("trace.json", trace_dict)
             outputs.commit()
     """
 
-    def __init__(self, folder: str | Path, command: str | None = None, what: str = "--out"):
+    def __init__(self, folder: str | Path, kind: str, command: str | None = None):
         self.folder = Path(os.path.abspath(folder))  # absolute: "out/x" and "./out/x" are one file
-        self.what = what
+        self.kind = kind
         self.command = command
         self.run_id = new_run_id()
         self.staging = self.folder / f".scalingar-run-{self.run_id}.partial"
@@ -182,15 +184,17 @@ class OutputSet:
         return final.name if final.parent == self.folder else str(final)
 
     def _manifest(self, complete: bool) -> str:
-        return json.dumps({"run_id": self.run_id, "complete": complete, "command": self.command,
+        return json.dumps({"run_id": self.run_id, "kind": self.kind, "complete": complete, "command": self.command,
                            "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                            "files": sorted(self._name(f) for f in self._staged)}, indent=1)
 
     def _previous_files(self) -> list[Path]:
-        """Files our previous run in this folder listed (from its run.json), as paths inside the folder."""
+        """Files the previous run of this kind in this folder listed (its run.json), as paths in the folder."""
         try:
-            listed = json.loads((self.folder / MANIFEST).read_text(encoding="utf-8")).get("files", [])
-        except (OSError, ValueError, AttributeError):
+            previous = json.loads((self.folder / MANIFEST).read_text(encoding="utf-8"))
+            listed = previous["files"] if previous.get("kind") == self.kind else []
+            listed = listed if isinstance(listed, list) else []
+        except (OSError, ValueError, AttributeError, KeyError, TypeError):
             return []
         return [self.folder / n for n in listed if isinstance(n, str) and "/" not in n and n not in ("", ".", "..")]
 

@@ -81,6 +81,14 @@ def test_a_run_replaces_the_whole_set_and_only_it(previous, capsys):
     assert len(run_ids(previous)) == 1
 
 
+def test_a_run_of_another_kind_leaves_the_earlier_files_and_lists_only_its_own(previous):
+    images = {n: b for n, b in contents(previous).items() if n.endswith(".png")}
+    assert bench.main([*BENCH, "--out", str(previous)]) == 0
+    assert {n: b for n, b in contents(previous).items() if n in images} == images  # generate's files stay
+    manifest = json.loads((previous / MANIFEST).read_text())
+    assert manifest["kind"] == "bench" and sorted(manifest["files"]) == sorted(bench.RESULT_FILES)
+
+
 # ---------------------------------------------------------------- ENOSPC at each write
 
 class DiskFull:

@@ -8,7 +8,8 @@ the paper's ablations (``scalingar-no-conditional``, ``scalingar-no-worst-block`
 ``termination-only``, ``scheduler-only``), or any of those with setting overrides after ``@``, e.g.
 ``scalingar@gate.recovery_reference=flag;profile.w_d=0``. Prompts with a ``spec`` are scored by the toy
 checker on the final image; prompts without one are only generated (for external scoring).
-Writes DIR/results.json, DIR/results.md and DIR/tradeoff.png.
+Writes DIR/results.json, DIR/records.jsonl, DIR/results.md and DIR/tradeoff.png as one set, with DIR/run.json
+naming its run id (see output_set.py); one bench or generate at a time writes into DIR (DIR/.scalingar.lock).
 """
 from __future__ import annotations
 
@@ -54,10 +55,12 @@ MEAN_SIGNALS = ("entropy_norm", "margin", "kl", "token_logprob")
 BENCH_OWNED = {"num_trajectories": "--n", "seed": "--seeds (each prompt and repetition gets its own seed)"}
 
 
-def _refuse_bench_owned(sampling, where: str) -> None:
-    for key, option in BENCH_OWNED.items():
-        if isinstance(sampling, dict) and key in sampling:
-            raise ValueError(f"{where} sets sampling.{key}, which the bench sets for every method: use {option}")
+def _refuse_bench_owned(keys, where: str) -> None:
+    """A ValueError when ``keys`` (sampling settings) include one the bench sets itself."""
+    for key in keys:
+        if key in BENCH_OWNED:
+            raise ValueError(f"{where} sets sampling.{key}, which the bench sets for every method: use "
+                             f"{BENCH_OWNED[key]}")
 
 
 def method_config(name: str, n: int, seed: int, base: dict | None = None) -> RunConfig:
@@ -69,7 +72,8 @@ def method_config(name: str, n: int, seed: int, base: dict | None = None) -> Run
         spec = {"strategy": head}
     else:
         raise ValueError(f"unknown method {echo(head)}: use a strategy or one of {', '.join(ABLATIONS)}")
-    _refuse_bench_owned((base or {}).get("sampling"), "--config")
+    sampling = (base or {}).get("sampling")
+    _refuse_bench_owned(sampling if isinstance(sampling, dict) else (), "--config")
     for section, values in (base or {}).items():
         spec.setdefault(section, {}).update(values)
     for item in filter(None, overrides.split(";")):
@@ -81,7 +85,7 @@ def method_config(name: str, n: int, seed: int, base: dict | None = None) -> Run
             raise ValueError(f"method override {echo(item)}: unknown section {echo(section)}; use one of "
                              f"{', '.join(SECTIONS)} (the strategy is the name before @)")
         if section == "sampling":
-            _refuse_bench_owned({field: None}, f"method override {echo(item)}")
+            _refuse_bench_owned([field], f"method override {echo(item)}")
         spec.setdefault(section, {})[field] = setting_from_text(section, field, value)
     spec["sampling"] = {**spec.get("sampling", {}), "num_trajectories": n, "seed": seed}
     return RunConfig.from_dict(spec)
@@ -442,7 +446,7 @@ RESULT_FILES = ("results.json", "records.jsonl", "results.md", "tradeoff.png")
 def write_results(out: Path, summary: dict, records: list[dict]) -> None:
     """The four result files as one set (see output_set.py): staged, then moved into place together, with
     one run id in results.json and run.json; a failure before the moves leaves the previous results whole."""
-    with OutputSet(out, command=summary["meta"].get("command")) as outputs:
+    with OutputSet(out, "bench", command=summary["meta"].get("command")) as outputs:
         summary["meta"]["run_id"] = outputs.run_id
         outputs.write_text("results.json", json.dumps(json_safe(summary), indent=1, allow_nan=False))
         outputs.write_text("records.jsonl", "".join(json.dumps(json_safe(r), allow_nan=False) + "\n" for r in records))
@@ -573,7 +577,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reward", default="intrinsic", choices=["intrinsic", "checker"],
                    help="Best-of-N / IS score: the model's own confidence, or the exact checker (an oracle)")
     p.add_argument("--config", default=None,
-                   help="setting overrides applied to every method: inline JSON or the path of a JSON file")
+                   help="setting overrides applied to every method: inline JSON or the path of a JSON file "
+                        "(not sampling.num_trajectories or sampling.seed: use --n and --seeds)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--out", required=True)
     p.add_argument("--compile", action="store_true", help="torch.compile the decode step (see generate --help)")

@@ -100,7 +100,7 @@ def cmd_generate(args) -> int:
     for name in OUTPUTS:  # a device or FIFO where an output goes is refused before the model loads
         files.check_target(out / name)
     check_device(args.device)
-    with folder_lock(out), OutputSet(out, command=args.command_line) as outputs:
+    with folder_lock(out), OutputSet(out, "generate", command=args.command_line) as outputs:
         model = _load(args)
         set_compile(model, args.compile)
         start = time.perf_counter()
@@ -198,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cfg", type=float, default=None, help="base CFG scale (default: the model's own)")
     g.add_argument("--config", default=None,
                    help='setting overrides as inline JSON, e.g. \'{"gate": {"quantile": 0.3}, "scheduler": '
-                        '{"enabled": false}}\', or the path of a JSON file holding such an object')
+                        '{"enabled": false}}\', or the path of a JSON file holding such an object; a flag such as '
+                        '--seed that disagrees with it is an error')
     g.add_argument("--out", default="out", help="output folder")
     g.add_argument("--trace", default=None, help="trace JSON path (default: OUT/trace.json)")
     g.add_argument("--all", action="store_true", help="also write every surviving candidate as PNG")
