@@ -29,6 +29,7 @@ import shutil
 import time
 import uuid
 from pathlib import Path
+from typing import Self
 
 from . import files
 from .errors import OutputError, signals_held
@@ -131,7 +132,7 @@ class OutputSet:
         self.staging = self.folder / f".scalingar-run-{self.run_id}.partial"
         self._staged: dict[Path, Path] = {}  # final path -> staged path
 
-    def __enter__(self) -> "OutputSet":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, kind, exc, tb) -> None:

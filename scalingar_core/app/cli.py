@@ -10,9 +10,9 @@ from pathlib import Path
 from .. import files
 from ..engine.config import STRATEGIES, RunConfig, SamplingConfig, read_overrides
 from ..errors import echo, exit_status
-from ..output_set import MANIFEST, OutputSet, folder_lock
 from ..models.download import default_models_dir
 from ..models.registry import DEFAULT_MODEL
+from ..output_set import MANIFEST, OutputSet, folder_lock
 
 
 def _dtype(name: str | None):

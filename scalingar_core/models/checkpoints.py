@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import pickle
 import re
 import struct
@@ -62,7 +63,7 @@ def _plain_pickle(path: Path) -> bool:
             for op, arg, _ in pickletools.genops(f):
                 if op.name not in ("PROTO", "FRAME"):
                     return arg != TORCH_LEGACY_MAGIC
-    except Exception:  # damaged bytes: torch.load names the damage
+    except (ValueError, EOFError, OSError):  # damaged bytes: torch.load names the damage
         return False
     return False
 
@@ -72,19 +73,16 @@ def _pickle_globals(path: Path, limit: int = 5) -> list[str]:
     import pickletools
 
     found, strings = [], []
-    try:
-        with open(path, "rb") as f:
-            for op, arg, _ in pickletools.genops(f):
-                if op.name == "GLOBAL":
-                    found.append(str(arg).replace(" ", "."))
-                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
-                    found.append(f"{strings[-2]}.{strings[-1]}")
-                elif isinstance(arg, str):
-                    strings.append(arg)
-                if len(found) >= limit:
-                    break
-    except Exception:  # damaged bytes: what was found so far
-        pass
+    with contextlib.suppress(ValueError, EOFError, OSError), open(path, "rb") as f:  # damaged: what was found
+        for op, arg, _ in pickletools.genops(f):
+            if op.name == "GLOBAL":
+                found.append(str(arg).replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+            elif isinstance(arg, str):
+                strings.append(arg)
+            if len(found) >= limit:
+                break
     return list(dict.fromkeys(found))
 
 

@@ -100,8 +100,8 @@ def test_nodes_called_directly_check_their_inputs_like_the_server(cenv, tmp_path
     save, gate = n.trace_nodes.ScalingARTraceSave, n.config_nodes.ScalingARTerminationGate
     model = loader.execute("toy-shapes", "auto", False)[0]
     cond = encode.execute(model, "a red circle")[0]
-    good = dict(model=model, conditioning=cond, strategy="scalingar", num_trajectories=2, seed=0, temperature=0.0,
-                top_k=-1, top_p=0.0, cfg_scale=-1.0)
+    good = {"model": model, "conditioning": cond, "strategy": "scalingar", "num_trajectories": 2, "seed": 0,
+            "temperature": 0.0, "top_k": -1, "top_p": 0.0, "cfg_scale": -1.0}
     cases = [
         (lambda: encode.execute(None, "a red circle"), "ScalingAR Text Encode: input model is missing"),
         (lambda: encode.execute(model, None), "ScalingAR Text Encode: input prompt is missing"),
@@ -113,8 +113,8 @@ def test_nodes_called_directly_check_their_inputs_like_the_server(cenv, tmp_path
         (lambda: sampler.execute(**{**good, "cfg_scale": float("nan")}), "cfg_scale=nan must be a finite number"),
         (lambda: sampler.execute(**{**good, "conditioning": "a red circle"}),
          "conditioning='a red circle' must be the output of ScalingAR Text Encode"),
-        (lambda: sampler.execute(**good, gate={"quantile": 0.3}), "gate=<dict> must be the output of ScalingAR "
-                                                                  "Termination Gate"),
+        (lambda: sampler.execute(**good, gate={"quantile": 0.3}),
+         "gate=<dict> must be the output of ScalingAR Termination Gate"),
         (lambda: save.execute(_trace(), "scalingar/trace", "xml"), "format='xml' is not one of the choices"),
         (lambda: save.execute({"steps": 3}, "scalingar/trace", "json"), "trace=<dict> must be the trace output"),
         (lambda: gate.execute(**{**vars(GateConfig()), "quantile": 2.0}), "quantile=2.0 must be between 0.01 and 0.99"),
