@@ -69,7 +69,7 @@ def sigterm_as_interrupt():
 
 def signals_held():
     """Inside the block SIGINT and SIGTERM wait (blocked), and act as soon as it ends: for steps that must
-    not be cut in half, such as moving a run's files into place (a few milliseconds)."""
+    not be cut in half, such as moving a run's files into place (tens of milliseconds)."""
     if not hasattr(signal, "pthread_sigmask"):  # Windows
         return contextlib.nullcontext()
     return _while(lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM}),
