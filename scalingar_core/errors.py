@@ -51,29 +51,36 @@ def _raise_terminated(signum, frame):
 
 
 @contextlib.contextmanager
-def _while(apply: Callable[[], object], undo: Callable[[object], object]):
-    previous = apply()
-    try:
-        yield
-    finally:
-        undo(previous)
-
-
 def sigterm_as_interrupt():
     """Inside the block, SIGTERM raises :class:`Terminated` in the main thread (elsewhere: no change)."""
     if threading.current_thread() is not threading.main_thread():
-        return contextlib.nullcontext()
-    return _while(lambda: signal.signal(signal.SIGTERM, _raise_terminated),
-                  lambda previous: signal.signal(signal.SIGTERM, previous))
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
 def signals_held():
-    """Inside the block SIGINT and SIGTERM wait (blocked), and act as soon as it ends: for steps that must
-    not be cut in half, such as moving a run's files into place (tens of milliseconds)."""
-    if not hasattr(signal, "pthread_sigmask"):  # Windows
-        return contextlib.nullcontext()
-    return _while(lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM}),
-                  lambda previous: signal.pthread_sigmask(signal.SIG_SETMASK, previous))
+    """Inside the block SIGINT and SIGTERM only are noted; the first one acts as soon as the block ends. For
+    steps that must not be cut in half, such as moving a run's files into place (tens of milliseconds).
+    (Python handlers, not a thread's signal mask: another thread would receive a masked signal.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in held}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if caught:
+            signal.raise_signal(caught[0])  # handled now as it would have been: KeyboardInterrupt, Terminated
 
 
 def exit_status(command: Callable[[], int]) -> int:

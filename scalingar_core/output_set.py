@@ -8,7 +8,7 @@ benchmarks/output_set_commit.py). So:
 
 * a failure or a signal before the first move (a full disk, Ctrl-C, SIGTERM, a bug drawing a plot) leaves
   every old file as it was, and the staged files are removed;
-* during the moves SIGINT and SIGTERM wait (they are blocked for those milliseconds and act right after);
+* during the moves SIGINT and SIGTERM wait (they are held for those milliseconds and act right after);
   an error there is reported with the list of files that are already new;
 * ``run.json`` names the run id and the files of the set. It is written first with ``"complete": false``
   and again with ``"complete": true`` after the last move, so a reader can always tell a whole set from an

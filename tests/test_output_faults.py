@@ -191,6 +191,10 @@ def test_sigterm_mid_write_exits_143_and_keeps_the_previous_set(previous, monkey
 
 
 def test_sigterm_during_the_moves_waits_for_them(previous, monkeypatch, capsys):
+    import threading
+
+    # another thread in the process (torch, a pool's manager): a signal may be delivered to it, not to main
+    threading.Thread(target=time.sleep, args=(3,), daemon=True).start()
     real_replace = os.replace
     moves = []
 
