@@ -76,8 +76,8 @@ def folder_lock(folder: str | Path, what: str = "--out"):
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             pid = _holder(path)
-            mine = pid == os.getpid() and str(path) not in _HELD
-            if pid is not None and _alive(pid) and not mine:
+            own_stale = pid == os.getpid() and str(path) not in _HELD  # our PID, left by an earlier process
+            if pid is not None and _alive(pid) and not own_stale:
                 raise ValueError(f"{what} {folder} is in use by another run (process {pid}, lock {path}); wait for "
                                  f"it to finish or choose another {what}") from None
             if pid is None and _age(path) < 60:  # being created this instant by another process
