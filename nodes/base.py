@@ -6,14 +6,86 @@ value comes back in ``node_errors`` (and the built-in min/max checks of the othe
 skips them only for inputs the validator names). A node lists further inputs in ``CHECKED_INPUTS`` and
 checks them in ``check_input`` (e.g. an output path), so a doomed save fails at queue time, not after the
 generation it would have cost.
+
+``execute`` itself checks every input against the schema (present unless optional, the Python type a widget
+or wire carries, the widget's range, a dropdown's choices) before it runs, so a node called directly from
+Python, without the server's validation, fails with the same kind of one-line message, not a raw error deep
+inside.
 """
 from __future__ import annotations
 
+import functools
 import inspect
+import math
 
 from comfy_api.latest import io
 
 from scalingar_core.errors import echo
+
+from .types import WIRE_VALUES
+
+
+def _range_problem(spec, value) -> str | None:
+    low, high = getattr(spec, "min", None), getattr(spec, "max", None)
+    if (low is not None and value < low) or (high is not None and value > high):
+        return f"must be between {low} and {high}"
+    return None
+
+
+def value_problem(spec, value) -> str | None:
+    """What is wrong with ``value`` for input ``spec`` (a schema input), or None."""
+    if isinstance(spec, io.Combo.Input):
+        return None if value in spec.options else f"is not one of the choices: {', '.join(map(str, spec.options))}"
+    if isinstance(spec, io.Boolean.Input):
+        return None if isinstance(value, bool) else "must be true or false"
+    if isinstance(spec, io.Int.Input):
+        if not isinstance(value, int) or isinstance(value, bool):
+            return "must be a whole number"
+        return _range_problem(spec, value)
+    if isinstance(spec, io.Float.Input):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            return "must be a finite number"
+        return _range_problem(spec, value)
+    if isinstance(spec, io.String.Input):
+        return None if isinstance(value, str) else "must be text"
+    wire = WIRE_VALUES.get(str(spec.io_type))
+    if wire is not None and not wire[1](value):
+        return f"must be {wire[0]}, got {type(value).__name__}"
+    return None
+
+
+def input_problem(schema, values: dict, skip: tuple[str, ...] = ()) -> str | None:
+    """The first problem with a node's inputs (``values`` by input id), as one line naming node and input;
+    the inputs in ``skip`` are only checked for presence."""
+    for spec in schema.inputs or []:
+        value = values.get(spec.id)
+        if value is None:
+            if not spec.optional:
+                return f"{schema.display_name}: input {spec.id} is missing; connect it or give a value"
+            continue
+        problem = None if spec.id in skip else value_problem(spec, value)
+        if problem:
+            shown = echo(value) if isinstance(value, (str, int, float, bool)) else f"<{type(value).__name__}>"
+            return f"{schema.display_name}: {spec.id}={shown} {problem}"
+    return None
+
+
+def _checked(execute):
+    """``execute`` that first checks its inputs against the node's schema (a ValueError names the problem)."""
+    signature = inspect.signature(execute)
+    var_kw = next((p.name for p in signature.parameters.values() if p.kind is p.VAR_KEYWORD), None)
+
+    @functools.wraps(execute)
+    def checked(node_cls, *args, **kwargs):
+        values = signature.bind_partial(node_cls, *args, **kwargs).arguments
+        if var_kw:  # the config nodes take their fields as **values
+            values = {**values.pop(var_kw, {}), **values}
+        problem = input_problem(node_cls.define_schema(), values, node_cls.SELF_CHECKED_INPUTS)
+        if problem:
+            raise ValueError(problem)
+        return execute(node_cls, *args, **kwargs)
+    checked.scalingar_checked = True
+    return checked
 
 
 def _combos(schema) -> list:
@@ -22,6 +94,7 @@ def _combos(schema) -> list:
 
 class ScalingARNode(io.ComfyNode):
     CHECKED_INPUTS: tuple[str, ...] = ()
+    SELF_CHECKED_INPUTS: tuple[str, ...] = ()  # checked by execute itself, more precisely than the schema can
 
     @classmethod
     def check_input(cls, name: str, value) -> str | None:
@@ -35,6 +108,9 @@ class ScalingARNode(io.ComfyNode):
         if "_validators_set" in cls.__dict__ or cls.__dict__.get("ABSTRACT"):
             return  # a clone, or a shared base that is not a node itself
         cls._validators_set = True
+        execute = cls.execute.__func__  # also an inherited one (the config nodes share theirs)
+        if not getattr(execute, "scalingar_checked", False):
+            cls.execute = classmethod(_checked(execute))
         names = [i.id for i in _combos(cls.define_schema())] + list(cls.CHECKED_INPUTS)
         if not names:
             return

@@ -85,6 +85,10 @@ def load_ar_model(name: str, dtype: torch.dtype, download: bool, node_id=None):
 
 
 class ScalingARModelLoader(ScalingARNode):
+    # a name outside the dropdown is still looked up (never used as a path): the loader says whether the file
+    # is missing or no checkpoint of a known family, which "not one of the choices" would hide
+    SELF_CHECKED_INPUTS = ("model",)
+
     @classmethod
     def define_schema(cls):
         choices = model_choices()

@@ -52,11 +52,16 @@ def _cases(tmp_path):
         "unknown model": (["--model", "no-such-model"], "unknown model"),
         "bad config": (["--config", "{gate"], "not valid JSON"),
         "string boolean": (["--methods", "scalingar@gate.enabled=nope"], "gate.enabled='nope'"),
+        "n in an override": (["--methods", "best_of_n@sampling.num_trajectories=4"], "use --n"),
+        "n in config": (["--config", '{"sampling": {"num_trajectories": 4}}'], "--config sets sampling.num_trajectories"),
+        "seed in config": (["--config", '{"sampling": {"seed": 7}}'], "use --seeds"),
+        "strategy as a section": (["--methods", "scalingar@strategy.x=1"], "unknown section 'strategy'"),
     }
 
 
 @pytest.mark.parametrize("case", ["empty prompt file", "zero seeds", "zero per category", "numeric category",
-                                  "unknown method", "unknown model", "bad config", "string boolean"])
+                                  "unknown method", "unknown model", "bad config", "string boolean",
+                                  "n in an override", "n in config", "seed in config", "strategy as a section"])
 def test_bad_input_is_refused_before_any_generation_and_keeps_previous_results(case, out, generations, tmp_path,
                                                                                capsys):
     args, expected = _cases(tmp_path)[case]
@@ -140,3 +145,21 @@ def test_killing_a_worker_mid_run_keeps_the_previous_results(out):
     assert proc.returncode == 1
     assert "a bench worker died" in err and "results in" in err and "Traceback" not in err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_each_results_row_was_run_with_the_settings_its_label_names(tmp_path):
+    """The label is the truth: every method's recorded settings are the ones its name (and --config, --n) give."""
+    labels = ["plain", "best_of_n@sampling.top_k=3;gate.quantile=0.4", "termination-only"]
+    config = '{"profile": {"lambda_tok": 0.5}}'
+    args = [*SMALL[:-2], "--methods", ",".join(labels), "--n", "3", "--config", config, "--out", str(tmp_path)]
+    assert bench.main(args) == 0
+    methods = json.loads((tmp_path / "results.json").read_text())["methods"]
+    assert sorted(methods) == sorted(labels)
+    for label in labels:
+        recorded = methods[label]["config"]
+        expected = json.loads(json.dumps(bench.method_config(label, 3, 0, json.loads(config)).to_dict()))
+        del expected["sampling"]["seed"]
+        assert {k: v for k, v in recorded.items() if k != "resolved"} == expected, label
+        assert recorded["profile"]["lambda_tok"] == 0.5
+    assert methods[labels[1]]["config"]["resolved"]["num_trajectories"] == 3
+    assert methods[labels[1]]["config"]["resolved"]["top_k"] == 3

@@ -69,3 +69,53 @@ def test_a_preset_with_an_lfs_pointer_for_weights_says_so(tmp_path):
         load_preset(p, models_dir=tmp_path, device="cpu")
     msg = str(err.value)
     assert "is not a checkpoint: it is a Git LFS pointer" in msg and "hf download" in msg and "git lfs pull" in msg
+
+
+class _System:
+    def __reduce__(self):
+        return (os.system, ("echo this must never run",))
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_a_plain_pickle_is_named_as_one_without_a_torch_warning(protocol, tmp_path, recwarn):
+    import pickle
+
+    path = tmp_path / "gpt.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"weight": _System()}, f, protocol=protocol)  # pickle.dump, not torch.save
+    with pytest.raises(CheckpointError) as err:
+        read_file(path)
+    msg = str(err.value)
+    assert "plain Python pickle (written by pickle.dump, not torch.save)" in msg and ".system" in msg
+    assert "corrupt" not in msg and not [w for w in recwarn if "pickle" in str(w.message)]
+
+
+def test_torch_save_files_of_both_formats_still_load(tmp_path):
+    for name, zipped in (("zip.pt", True), ("legacy.pt", False)):
+        torch.save({"w": torch.ones(2)}, tmp_path / name, _use_new_zipfile_serialization=zipped)
+        assert torch.equal(read_file(tmp_path / name)["w"], torch.ones(2))
+
+
+def test_a_corrupt_safetensors_beside_its_pt_says_delete_or_convert_not_fetch(tmp_path):
+    original = tmp_path / "vq_ds16_c2i.pt"
+    torch.save({"w": torch.ones(2)}, original)
+    converted = tmp_path / "vq_ds16_c2i.safetensors"
+    converted.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"w\": 12345}   " + bytes(40))  # a damaged header
+    with pytest.raises(CheckpointError) as err:
+        read_file(converted, hint="fetch it again with `hf download x/y vq_ds16_c2i.pt`")
+    msg = str(err.value)
+    assert f"delete it to use {original.name}" in msg and f"convert {original} {converted}" in msg
+    assert "hf download" not in msg
+
+
+def test_convert_refuses_a_fifo_target_and_writes_a_loadable_copy(tmp_path):
+    from scalingar_core.models.checkpoints import convert_checkpoint
+
+    src = tmp_path / "gpt.pt"
+    torch.save({"model": {"w": torch.ones(2)}}, src)
+    fifo = tmp_path / "fifo.safetensors"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="is a FIFO"):
+        convert_checkpoint(src, fifo)
+    assert torch.equal(read_file(convert_checkpoint(src, tmp_path / "gpt.safetensors"))["w"], torch.ones(2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo.safetensors", "gpt.pt", "gpt.safetensors"]

@@ -33,6 +33,10 @@ def generate(*extra):
 def bad_arguments(tmp_path):
     afile = tmp_path / "afile"
     afile.write_text("not a folder")
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"gate": {"quantile": ' + "[" * 100_000 + "]" * 100_000 + "}}")
+    binary = tmp_path / "settings.json"
+    binary.write_bytes(b"\xff\xfe\x00{\x00}")
     return {
         "out is a file": (["--out", str(afile)], "--out"),
         "trace is a folder": (["--out", str(tmp_path / "o"), "--trace", str(tmp_path)], "--trace"),
@@ -46,12 +50,19 @@ def bad_arguments(tmp_path):
         "string boolean": (["--out", str(tmp_path / "o"), "--config", '{"scheduler": {"enabled": "false"}}'],
                            "enabled='false'"),
         "extreme cfg": (["--out", str(tmp_path / "o"), "--cfg", "1e30"], "cfg_scale=1e+30"),
+        "config nested too deeply": (["--out", str(tmp_path / "o"), "--config", str(deep)],
+                                     f"file {deep} is nested too deeply"),
+        "config a binary file": (["--out", str(tmp_path / "o"), "--config", str(binary)],
+                                 f"file {binary} is not UTF-8 text"),
+        "flag against config": (["--out", str(tmp_path / "o"), "--seed", "1", "--config", '{"sampling": {"seed": 7}}'],
+                                "--seed 1 conflicts with --config sampling.seed=7"),
     }
 
 
 @pytest.mark.parametrize("case", ["out is a file", "trace is a folder", "out under a file", "device absent",
                                   "device not a device", "config a number", "config broken JSON", "unknown key",
-                                  "string boolean", "extreme cfg"])
+                                  "string boolean", "extreme cfg", "config nested too deeply",
+                                  "config a binary file", "flag against config"])
 def test_user_errors_are_one_line_exit_2_before_the_model_loads(case, loads, tmp_path, capsys):
     args, expected = bad_arguments(tmp_path)[case]
     assert generate(*args) == 2
@@ -68,16 +79,29 @@ def test_config_also_takes_a_json_file(loads, tmp_path):
     assert json.loads((tmp_path / "o" / "trace.json").read_text())["config"]["gate"]["recovery_window"] == 5
 
 
-def test_the_trace_is_saved_before_the_pictures(loads, tmp_path, monkeypatch):
+def test_config_settings_apply_where_no_flag_is_given_and_may_agree_with_one(loads, tmp_path):
+    def used(*args):
+        assert generate("--out", str(tmp_path), *args) == 0
+        return json.loads((tmp_path / "trace.json").read_text())["config"]["sampling"]
+
+    assert used("--config", '{"sampling": {"seed": 7}}')["seed"] == 7
+    assert used("--seed", "7", "--config", '{"sampling": {"seed": 7}}')["seed"] == 7
+    assert used()["seed"] == 0 and used()["num_trajectories"] == 2  # the test helper passes --n 2
+
+
+def test_a_failure_drawing_the_pictures_keeps_the_previous_set_whole(loads, tmp_path, monkeypatch):
+    """The outputs are a set: a failure after some files were made (here the trace plot) keeps none of them."""
     import scalingar_core.app.plot as plot
+
+    assert generate("--out", str(tmp_path), "--seed", "1") == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
 
     def broken(*a, **k):
         raise RuntimeError("plot failed")
     monkeypatch.setattr(plot, "plot_trace", broken)
     with pytest.raises(RuntimeError, match="plot failed"):
-        generate("--out", str(tmp_path))
-    assert json.loads((tmp_path / "trace.json").read_text())["num_trajectories"] == 2
-    assert (tmp_path / "image.png").stat().st_size > 0
+        generate("--out", str(tmp_path), "--seed", "2")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no staged file, no lock left
 
 
 def test_ctrl_c_while_writing_a_png_leaves_no_truncated_file(loads, tmp_path, monkeypatch, capsys):

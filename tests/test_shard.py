@@ -12,7 +12,7 @@ from scalingar_core.app import bench, cli
 from scalingar_core.app.shard import Shard, gather
 
 ROOT = Path(__file__).resolve().parents[1]
-TIMING = {"wall_s", "elapsed_s", "seconds", "command"}  # measured times and the command line differ by nature
+TIMING = {"wall_s", "elapsed_s", "seconds", "command", "run_id"}  # times, the command line and the run id differ by nature
 
 
 def torchrun(*args, cwd):
@@ -55,7 +55,8 @@ def test_bench_under_torchrun_merges_to_the_single_process_results(tmp_path):
     torchrun("bench", *args, "--out", str(tmp_path / "two"), cwd=tmp_path)
     assert bench.main([*args, "--workers", "1", "--out", str(tmp_path / "one")]) == 0
     two, one = tmp_path / "two", tmp_path / "one"
-    assert sorted(p.name for p in two.iterdir()) == ["records.jsonl", "results.json", "results.md", "tradeoff.png"]
+    assert sorted(p.name for p in two.iterdir()) == ["records.jsonl", "results.json", "results.md", "run.json",
+                                                     "tradeoff.png"]
     rec = [[strip(json.loads(line)) for line in (d / "records.jsonl").read_text().splitlines()] for d in (two, one)]
     assert len(rec[0]) == 6 and rec[0] == rec[1]  # same generations, same order
     res = [strip(json.loads((d / "results.json").read_text())) for d in (two, one)]

@@ -8,14 +8,17 @@ the paper's ablations (``scalingar-no-conditional``, ``scalingar-no-worst-block`
 ``termination-only``, ``scheduler-only``), or any of those with setting overrides after ``@``, e.g.
 ``scalingar@gate.recovery_reference=flag;profile.w_d=0``. Prompts with a ``spec`` are scored by the toy
 checker on the final image; prompts without one are only generated (for external scoring).
-Writes DIR/results.json, DIR/results.md and DIR/tradeoff.png.
+Writes DIR/results.json, DIR/records.jsonl, DIR/results.md and DIR/tradeoff.png as one set, with DIR/run.json
+naming its run id (see output_set.py); one bench or generate at a time writes into DIR (DIR/.scalingar.lock).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import os
+import signal
 import sys
 import textwrap
 import time
@@ -25,11 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from .. import files
-from ..engine.config import RunConfig, read_overrides, setting_from_text
+from ..engine.config import SECTIONS, RunConfig, read_overrides, setting_from_text
 from ..engine.trace import json_safe
 from ..errors import RunAborted, echo, exit_status
 from ..models.device import check_device
 from ..models.registry import DEFAULT_MODEL
+from ..output_set import MANIFEST, OutputSet, folder_lock
 from .shard import Shard, gather
 
 ABLATIONS = {
@@ -47,6 +51,18 @@ FINAL_SIGNALS = ("C", "I", "s_tok", "B", "D_hat")
 MEAN_SIGNALS = ("entropy_norm", "margin", "kl", "token_logprob")
 
 
+# set by the bench itself for every method (--n, and a seed per prompt and repetition from --seeds)
+BENCH_OWNED = {"num_trajectories": "--n", "seed": "--seeds (each prompt and repetition gets its own seed)"}
+
+
+def _refuse_bench_owned(keys, where: str) -> None:
+    """A ValueError when ``keys`` (sampling settings) include one the bench sets itself."""
+    for key in keys:
+        if key in BENCH_OWNED:
+            raise ValueError(f"{where} sets sampling.{key}, which the bench sets for every method: use "
+                             f"{BENCH_OWNED[key]}")
+
+
 def method_config(name: str, n: int, seed: int, base: dict | None = None) -> RunConfig:
     """RunConfig of a method name (strategy, ablation, or either with ``@section.key=value;...``)."""
     head, _, overrides = name.partition("@")
@@ -56,6 +72,8 @@ def method_config(name: str, n: int, seed: int, base: dict | None = None) -> Run
         spec = {"strategy": head}
     else:
         raise ValueError(f"unknown method {echo(head)}: use a strategy or one of {', '.join(ABLATIONS)}")
+    sampling = (base or {}).get("sampling")
+    _refuse_bench_owned(sampling if isinstance(sampling, dict) else (), "--config")
     for section, values in (base or {}).items():
         spec.setdefault(section, {}).update(values)
     for item in filter(None, overrides.split(";")):
@@ -63,6 +81,11 @@ def method_config(name: str, n: int, seed: int, base: dict | None = None) -> Run
         section, dot, field = key.partition(".")
         if not (eq and dot):
             raise ValueError(f"method override {echo(item)}: write section.field=value, e.g. gate.quantile=0.3")
+        if section not in SECTIONS:
+            raise ValueError(f"method override {echo(item)}: unknown section {echo(section)}; use one of "
+                             f"{', '.join(SECTIONS)} (the strategy is the name before @)")
+        if section == "sampling":
+            _refuse_bench_owned([field], f"method override {echo(item)}")
         spec.setdefault(section, {})[field] = setting_from_text(section, field, value)
     spec["sampling"] = {**spec.get("sampling", {}), "num_trajectories": n, "seed": seed}
     return RunConfig.from_dict(spec)
@@ -74,10 +97,27 @@ _MODEL = None
 _LOAD_ERROR: Exception | None = None
 
 
-def _init(model_name: str, models_dir, device, compile_decode: bool = False):
+def _die_with(parent: int) -> None:
+    """Make this worker end when the bench does. SIGTERM and SIGINT get their default meaning (the bench
+    itself stops its pool on either), and on Linux the kernel sends SIGKILL when the parent dies, even by
+    SIGKILL (prctl PR_SET_PDEATHSIG): a worker is never left holding a core or device memory."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the bench handles it
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the bench died before prctl took effect
+        os._exit(1)
+
+
+def _init(model_name: str, models_dir, device, compile_decode: bool = False, parent: int | None = None):
     import torch
 
     global _MODEL, _LOAD_ERROR
+    if parent is not None:
+        _die_with(parent)
     torch.set_num_threads(1)  # one process per core
     from ..models import registry
     from ..models.protocol import set_compile
@@ -122,7 +162,7 @@ def _record(task: dict, result, wall: float, check, spec) -> dict:
     entry, trace = task["entry"], result.trace
     record = {"id": entry.get("id"), "category": entry.get("category", "uncategorised"), "method": task["method"],
               "seed": task["seed"], "tokens": result.tokens_generated, "wall_s": wall, "selected": result.selected,
-              "passed": None, "reason": None, "final_ok": None, "c_at": {}}
+              "passed": None, "reason": None, "final_ok": None, "c_at": {}, "config": trace.config}
     if check is not None:
         verdict = check(result.image, spec)
         record["passed"], record["reason"] = bool(verdict.passed), verdict.reason
@@ -396,16 +436,37 @@ def prepare(args) -> tuple[list[dict], list[str], dict, Path]:
     for m in methods:
         method_config(m, args.n, 0, base)  # fail fast on a bad method name or override
     out = files.check_output_dir(args.out, "--out")
+    for name in (*RESULT_FILES, MANIFEST):  # a device or FIFO where a result goes: refused now, not after the run
+        files.check_target(out / name)
     return entries, methods, base, out
 
 
+RESULT_FILES = ("results.json", "records.jsonl", "results.md", "tradeoff.png")
+
+
 def write_results(out: Path, summary: dict, records: list[dict]) -> None:
-    """Every result file written atomically (an interruption leaves the previous file whole)."""
-    files.write_text(out / "results.json", json.dumps(json_safe(summary), indent=1, allow_nan=False))
-    files.write_text(out / "records.jsonl", "".join(json.dumps(json_safe(r), allow_nan=False) + "\n"
-                                                    for r in records))
-    write_markdown(summary, summary["meta"], out / "results.md")
-    tradeoff_plot(summary, out / "tradeoff.png")
+    """The four result files as one set (see output_set.py): staged, then moved into place together, with
+    one run id in results.json and run.json; a failure before the moves leaves the previous results whole."""
+    with OutputSet(out, "bench", command=summary["meta"].get("command")) as outputs:
+        summary["meta"]["run_id"] = outputs.run_id
+        outputs.write_text("results.json", json.dumps(json_safe(summary), indent=1, allow_nan=False))
+        outputs.write_text("records.jsonl", "".join(json.dumps(json_safe(r), allow_nan=False) + "\n" for r in records))
+        with outputs.writing("results.md") as staged:
+            write_markdown(summary, summary["meta"], staged)
+        with outputs.writing("tradeoff.png") as staged:
+            tradeoff_plot(summary, staged)
+        outputs.commit()
+
+
+def _method_settings(records: list[dict]) -> dict[str, dict]:
+    """Each method's settings as the runs recorded them (taken off the records; the seed, which differs per
+    prompt and repetition, left out): what a results row was really run with."""
+    settings = {}
+    for r in records:
+        config = r.pop("config", None)
+        if config is not None and r["method"] not in settings:
+            settings[r["method"]] = {**config, "sampling": {k: v for k, v in config["sampling"].items() if k != "seed"}}
+    return settings
 
 
 def _generate_all(args, jobs: list[list[dict]], workers: int, start: float) -> list[dict]:
@@ -419,15 +480,30 @@ def _generate_all(args, jobs: list[list[dict]], workers: int, start: float) -> l
     # an executor, not multiprocessing.Pool: a worker that dies (killed, out of memory) breaks the run at
     # once instead of leaving Pool.imap waiting forever for its lost task
     done: list[dict] = []
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=_init,
+                               initargs=(args.model, args.models_dir, args.device, args.compile, os.getpid()))
+    finished = False
     try:
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=_init,
-                                 initargs=(args.model, args.models_dir, args.device, args.compile)) as pool:
-            done = _progress(pool.map(_run_job, jobs), total, start, done)
+        done = _progress(pool.map(_run_job, jobs), total, start, done)
+        finished = True
     except BrokenProcessPool:
         raise RunAborted(f"a bench worker died (killed, or out of memory) after {len(done)} of {total} "
                          f"generations; nothing was written and the results in {args.out} are unchanged. "
                          f"Rerun, with fewer --workers if memory is short") from None
+    finally:
+        _stop(pool, kill=not finished)
     return done
+
+
+def _stop(pool, kill: bool) -> None:
+    """End the pool now: on an error or a signal its workers are killed (``shutdown`` alone would wait for
+    the jobs they are running, minutes on a large model); after a normal end this only joins them."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # no public handle before 3.14
+    if kill:
+        for process in processes:
+            with contextlib.suppress(Exception):
+                process.kill()
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def jobs_of(tasks: list[dict], batch: bool) -> list[list[tuple[int, dict]]]:
@@ -442,12 +518,18 @@ def jobs_of(tasks: list[dict], batch: bool) -> list[list[tuple[int, dict]]]:
 
 def run(args) -> dict | None:
     entries, methods, base, out = prepare(args)
+    shard = Shard.from_env()
+    # one bench (rank 0 of a launcher's run) writes into --out at a time
+    with folder_lock(out) if shard.is_main else contextlib.nullcontext():
+        return _run(args, entries, methods, base, out, shard)
+
+
+def _run(args, entries, methods, base, out, shard) -> dict | None:
     # repeated captions are different samples: every (entry, seed) pair gets its own sampling seed, shared
     # by all methods so they are compared on the same random streams
     tasks = [{"entry": e, "method": m, "seed": s * 1_000_003 + i, "n": args.n, "base": base, "reward": args.reward}
              for s in range(args.seeds) for i, e in enumerate(entries) for m in methods]
     # under torchrun / accelerate launch each rank takes every WORLD_SIZE-th job (see shard.py)
-    shard = Shard.from_env()
     jobs = [job for _, job in shard.take(jobs_of(tasks, args.batch))]
     indices = [i for job in jobs for i, _ in job]
     tasks = [task for job in jobs for _, task in job]
@@ -465,7 +547,10 @@ def run(args) -> dict | None:
     if records is None:
         return None  # not rank 0: its records went to rank 0
     elapsed = time.perf_counter() - start
+    settings = _method_settings(records)
     summary = summarise(records)
+    for name, config in settings.items():
+        summary["methods"][name]["config"] = config
     if args.reward == "checker":
         summary["reward"] = "checker (ORACLE upper bound: Best-of-N and IS see the exact checker)"
     else:
@@ -493,7 +578,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reward", default="intrinsic", choices=["intrinsic", "checker"],
                    help="Best-of-N / IS score: the model's own confidence, or the exact checker (an oracle)")
     p.add_argument("--config", default=None,
-                   help="setting overrides applied to every method: inline JSON or the path of a JSON file")
+                   help="setting overrides applied to every method: inline JSON or the path of a JSON file "
+                        "(not sampling.num_trajectories or sampling.seed: use --n and --seeds)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--out", required=True)
     p.add_argument("--compile", action="store_true", help="torch.compile the decode step (see generate --help)")

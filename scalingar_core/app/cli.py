@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
 
 from .. import files
 from ..engine.config import STRATEGIES, RunConfig, SamplingConfig, read_overrides
-from ..errors import exit_status
+from ..errors import echo, exit_status
 from ..models.download import default_models_dir
 from ..models.registry import DEFAULT_MODEL
+from ..output_set import MANIFEST, OutputSet, folder_lock
 
 
 def _dtype(name: str | None):
@@ -45,19 +47,36 @@ def _load(args):
                          download=args.download, progress=_progress)
 
 
+FLAG_DEFAULTS = {"num_trajectories": 8, "seed": 0}  # what --n and --seed mean when neither they nor --config say
+
+
 def _config(args) -> RunConfig:
     overrides = read_overrides(args.config)
     sampling = overrides.get("sampling", {})
     if not isinstance(sampling, dict):
         SamplingConfig.from_dict(sampling)  # raises the clear error
-    flags = dict(num_trajectories=args.n, seed=args.seed, temperature=args.temperature, top_k=args.top_k,
-                 top_p=args.top_p, cfg_scale=args.cfg)
-    return RunConfig.from_dict({**overrides, "strategy": args.strategy, "sampling": {**flags, **sampling}})
+    flags = {"--n": ("num_trajectories", args.n), "--seed": ("seed", args.seed),
+             "--temperature": ("temperature", args.temperature), "--top-k": ("top_k", args.top_k),
+             "--top-p": ("top_p", args.top_p), "--cfg": ("cfg_scale", args.cfg)}
+    merged = {**FLAG_DEFAULTS, **sampling}
+    for flag, (name, value) in flags.items():
+        if value is None:  # not given: --config's value, else the default
+            continue
+        if name in sampling and sampling[name] != value:
+            raise ValueError(f"{flag} {value} conflicts with --config sampling.{name}={echo(sampling[name])}: give "
+                             f"the setting once")
+        merged[name] = value
+    return RunConfig.from_dict({**overrides, "strategy": args.strategy, "sampling": merged})
+
+
+# what one generate writes into --out besides the trace (candidate_<i>.png too with --all)
+OUTPUTS = ("image.png", "candidates.png", "trace_plot.png", "entropy.png", MANIFEST)
 
 
 def cmd_generate(args) -> int:
     from ..engine.images import grid_image, to_pil
     from ..engine.loop import generate
+    from ..engine.trace import json_safe
     from ..models.device import check_device
     from ..models.protocol import set_compile
     from .entropy_map import entropy_panels
@@ -80,30 +99,35 @@ def cmd_generate(args) -> int:
                                shard=shard, model_name=args.model)
     out = files.check_output_dir(args.out, "--out")
     trace_path = files.check_output_file(args.trace or out / "trace.json", "--trace")
+    for name in OUTPUTS:  # a device or FIFO where an output goes is refused before the model loads
+        files.check_target(out / name)
     check_device(args.device)
-    model = _load(args)
-    set_compile(model, args.compile)
-    start = time.perf_counter()
-    result = generate(model, model.encode(args.prompt), config)
-    seconds = time.perf_counter() - start
-    files.save_image(to_pil(result.image), out / "image.png")
-    result.trace.save_json(trace_path)  # before the pictures: a failure drawing them must not lose the trace
-    grid = to_pil(grid_image(result.images))
-    if min(result.images.shape[-2:]) < 128:  # tiny toy images: enlarge the overview, keep pixels sharp
-        scale = -(-128 // min(result.images.shape[-2:]))
-        grid = grid.resize((grid.width * scale, grid.height * scale), resample=0)
-    files.save_image(grid, out / "candidates.png")
-    if args.all:
-        for rec in result.trace.trajectories:
-            if rec.removed_at is None:
-                files.save_image(to_pil(result.images[rec.index]), out / f"candidate_{rec.index}.png")
-    files.save_image(plot_trace(result.trace), out / "trace_plot.png")
-    files.save_image(to_pil(grid_image(entropy_panels(result.decoded, result.trace))), out / "entropy.png")
+    with folder_lock(out), OutputSet(out, "generate", command=args.command_line) as outputs:
+        model = _load(args)
+        set_compile(model, args.compile)
+        start = time.perf_counter()
+        result = generate(model, model.encode(args.prompt), config)
+        seconds = time.perf_counter() - start
+        # every file is staged, then all are moved into place together (see output_set.py)
+        outputs.save_image(to_pil(result.image), "image.png")
+        outputs.write_json(trace_path, json_safe(result.trace.to_dict()))
+        grid = to_pil(grid_image(result.images))
+        if min(result.images.shape[-2:]) < 128:  # tiny toy images: enlarge the overview, keep pixels sharp
+            scale = -(-128 // min(result.images.shape[-2:]))
+            grid = grid.resize((grid.width * scale, grid.height * scale), resample=0)
+        outputs.save_image(grid, "candidates.png")
+        if args.all:
+            for rec in result.trace.trajectories:
+                if rec.removed_at is None:
+                    outputs.save_image(to_pil(result.images[rec.index]), f"candidate_{rec.index}.png")
+        outputs.save_image(plot_trace(result.trace), "trace_plot.png")
+        outputs.save_image(to_pil(grid_image(entropy_panels(result.decoded, result.trace))), "entropy.png")
+        outputs.commit()
     removed = [r for r in result.trace.trajectories if r.removed_at is not None]
     print(f"model {args.model}  strategy {config.strategy}  selected trajectory {result.selected}  "
-          f"tokens {result.tokens_generated}  removed {len(removed)}  {seconds:.1f} s")
+          f"tokens {result.tokens_generated}  removed {len(removed)}  {seconds:.1f} s  run {outputs.run_id}")
     print(f"wrote {out / 'image.png'}, {out / 'candidates.png'}, {out / 'trace_plot.png'}, "
-          f"{out / 'entropy.png'}, {trace_path}")
+          f"{out / 'entropy.png'}, {trace_path}, {out / MANIFEST}")
     return 0
 
 
@@ -173,16 +197,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --prompts: trajectories decoded at once, across images (default: 4 x N on a CPU, "
                         "what fits in memory on a GPU); pruned rows are refilled by the next images")
     g.add_argument("--strategy", default="scalingar", choices=STRATEGIES)
-    g.add_argument("--n", "--num-trajectories", dest="n", type=int, default=8,
-                   help="number of trajectories N (under torchrun spell it --num-trajectories: torchrun reads --n as its own)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--n", "--num-trajectories", dest="n", type=int, default=None,
+                   help="number of trajectories N (default 8; under torchrun spell it --num-trajectories: torchrun "
+                        "reads --n as its own)")
+    g.add_argument("--seed", type=int, default=None, help="default 0")
     g.add_argument("--temperature", type=float, default=None, help="default: the model's own")
     g.add_argument("--top-k", type=int, default=None, help="default: the model's own (0 = off)")
     g.add_argument("--top-p", type=float, default=None, help="default: the model's own")
     g.add_argument("--cfg", type=float, default=None, help="base CFG scale (default: the model's own)")
     g.add_argument("--config", default=None,
                    help='setting overrides as inline JSON, e.g. \'{"gate": {"quantile": 0.3}, "scheduler": '
-                        '{"enabled": false}}\', or the path of a JSON file holding such an object')
+                        '{"enabled": false}}\', or the path of a JSON file holding such an object; a flag such as '
+                        '--seed that disagrees with it is an error')
     g.add_argument("--out", default="out", help="output folder")
     g.add_argument("--trace", default=None, help="trace JSON path (default: OUT/trace.json)")
     g.add_argument("--all", action="store_true", help="also write every surviving candidate as PNG")
@@ -214,4 +240,5 @@ def main(argv=None) -> int:
     if argv[:1] == ["bench"]:  # the benchmark has its own parser (options pass through untouched)
         argv = ["bench", "--", *argv[1:]]
     args = build_parser().parse_args(argv)
+    args.command_line = "python -m scalingar_core " + shlex.join(argv)
     return exit_status(lambda: args.func(args))

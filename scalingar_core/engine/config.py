@@ -435,7 +435,12 @@ def read_overrides(text: str | None, option: str = "--config") -> dict:
         return {}
     text, example = str(text), '\'{"gate": {"quantile": 0.3}}\''
     if not text.lstrip().startswith("{") and _is_file(text):
-        source, text = f"file {text}", Path(text).read_text(encoding="utf-8")
+        source = f"file {text}"
+        try:
+            text = Path(text).read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{option}: the {source} is not UTF-8 text (byte {exc.start}); give a JSON file such "
+                             f"as one holding {example}") from None
     elif not text.lstrip().startswith("{"):
         raise ValueError(f"{option} takes inline JSON such as {example} or the path of a JSON file; "
                          f"{echo(text)} is neither")
@@ -443,6 +448,9 @@ def read_overrides(text: str | None, option: str = "--config") -> dict:
         source = "inline JSON"
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"{option}: the {source} is nested too deeply; settings are at most two levels deep, "
+                         f"e.g. {example}") from None
     except ValueError as exc:  # JSONDecodeError, or a number beyond Python's digit limit
         where = f", line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
         raise ValueError(f"{option}: the {source} is not valid JSON ({getattr(exc, 'msg', exc)}{where}); "

@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import pickle
 import re
 import struct
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+
+from .. import files
 
 WRAPPER_KEYS = ("model", "module", "state_dict", "ema")
 STRIP_PREFIXES = ("module.", "_orig_mod.")
@@ -31,8 +34,56 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be used as it is (the message says why and what to do)."""
 
 
+ORIGINAL_SUFFIXES = (".pt", ".pth", ".bin")
+
+
 def _refetch_hint(path: Path, hint: str | None) -> str:
+    """What to do about an unusable ``path``. A ``.safetensors`` beside the original it was converted from
+    (which is read in its place only while it exists) is deleted or converted again: fetching helps nothing."""
+    if path.suffix == ".safetensors":
+        original = next((o for o in map(path.with_suffix, ORIGINAL_SUFFIXES) if o.is_file()), None)
+        if original is not None:
+            return (f"it is read instead of {original.name} beside it: delete it to use {original.name}, or convert "
+                    f"again with `python -m scalingar_core convert {original} {path}`")
     return hint or f"delete {path} and fetch it again"
+
+
+TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # the number torch.save's legacy (non-zip) format pickles first
+
+
+def _plain_pickle(path: Path) -> bool:
+    """A pickle file not written by torch.save: its first pickled value is not torch's magic number."""
+    import pickletools
+
+    try:
+        with open(path, "rb") as f:
+            if f.read(1) != b"\x80":  # not a pickle (a zip archive: torch.save's usual format)
+                return False
+            f.seek(0)
+            for op, arg, _ in pickletools.genops(f):
+                if op.name not in ("PROTO", "FRAME"):
+                    return arg != TORCH_LEGACY_MAGIC
+    except (ValueError, EOFError, OSError):  # damaged bytes: torch.load names the damage
+        return False
+    return False
+
+
+def _pickle_globals(path: Path, limit: int = 5) -> list[str]:
+    """The Python objects a pickle file names (read opcode by opcode with pickletools, never unpickled)."""
+    import pickletools
+
+    found, strings = [], []
+    with contextlib.suppress(ValueError, EOFError, OSError), open(path, "rb") as f:  # damaged: what was found
+        for op, arg, _ in pickletools.genops(f):
+            if op.name == "GLOBAL":
+                found.append(str(arg).replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+            elif isinstance(arg, str):
+                strings.append(arg)
+            if len(found) >= limit:
+                break
+    return list(dict.fromkeys(found))
 
 
 # What torch's weights-only unpickler says when a file pickles something other than tensors (torch <= 2.5:
@@ -77,6 +128,13 @@ def read_file(path: str | Path, hint: str | None = None) -> dict:
     what = sniff(path)
     if what is not None:
         raise CheckpointError(f"{path} is not a checkpoint: it is {what}; {_refetch_hint(path, hint)}")
+    if path.suffix != ".safetensors" and _plain_pickle(path):
+        # pickle.dump output, not torch.save's: torch's safe unpickler would call it "unsupported operand"
+        names = _pickle_globals(path)
+        what = f" naming {', '.join(names)}" if names else ""
+        raise CheckpointError(f"refusing to load {path}: it is a plain Python pickle (written by pickle.dump, not "
+                              f"torch.save){what}. ScalingAR never unpickles objects or runs code from a file; use "
+                              f"the official checkpoint, or a .safetensors file")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
         try:
@@ -219,6 +277,7 @@ def convert_checkpoint(src: str | Path, dst: str | Path) -> Path:
         raise ValueError(f"convert target {dst} must end in .safetensors (or be an existing folder)")
     if dst.resolve() == src.resolve():
         raise ValueError(f"convert target {dst} is the source file")
+    files.check_target(dst, "convert target")  # before the (long) read of the source
     parts = read_state_dicts(src)
     combined = bool(parts["vq"]) and bool(parts["gpt"])
     flat: dict[str, torch.Tensor] = {}
@@ -226,8 +285,6 @@ def convert_checkpoint(src: str | Path, dst: str | Path) -> Path:
         for key, value in parts[part].items():
             # clone: safetensors refuses tensors that share storage (and mmap'd views)
             flat[(prefix if combined else "") + key] = value.detach().contiguous().clone()
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".partial")
-    save_file(flat, str(tmp), metadata={"converted_from": src.name, "format": "pt"})
-    tmp.replace(dst)  # never leave a half-written file under the final name
+    with files.atomic_path(dst) as tmp:  # never a half-written file under the final name, never over a device
+        save_file(flat, str(tmp), metadata={"converted_from": src.name, "format": "pt"})
     return dst

@@ -8,6 +8,14 @@ from pathlib import Path
 import pytest
 
 
+def _trace():
+    from scalingar_core.engine.loop import generate
+    from scalingar_core.testing.reference_model import ReferenceModel
+
+    model = ReferenceModel(grid=(4, 4))
+    return generate(model, model.encode("a")).trace
+
+
 def test_trace_save_target_is_checked_at_queue_time(cenv):
     import folder_paths
 
@@ -22,7 +30,7 @@ def test_trace_save_target_is_checked_at_queue_time(cenv):
             message = save.validate_inputs(filename_prefix=prefix, format="json")
             assert isinstance(message, str) and why in message, (prefix, message)
         with pytest.raises(ValueError, match="is a file"):
-            save.execute(None, "not_a_folder/trace", "json")
+            save.execute(_trace(), "not_a_folder/trace", "json")
     finally:
         blocker.unlink()
 
@@ -81,3 +89,38 @@ def test_a_llamagen_prompt_that_cleans_to_nothing_is_an_error_in_text_encode(cen
         with pytest.raises(ValueError, match="empty after LlamaGen's caption cleaning"):
             encode.execute(patcher, prompt)
     assert encode.execute(patcher, "a red car")[0].prompt == "a red car"
+
+
+def test_nodes_called_directly_check_their_inputs_like_the_server(cenv, tmp_path):
+    """Without a server nothing validates the inputs: each node does, with one line naming node and input."""
+    from scalingar_core.engine.config import GateConfig
+
+    n = cenv.nodes
+    loader, encode, sampler = n.loader.ScalingARModelLoader, n.encode.ScalingARTextEncode, n.sampler.ScalingARSampler
+    save, gate = n.trace_nodes.ScalingARTraceSave, n.config_nodes.ScalingARTerminationGate
+    model = loader.execute("toy-shapes", "auto", False)[0]
+    cond = encode.execute(model, "a red circle")[0]
+    good = {"model": model, "conditioning": cond, "strategy": "scalingar", "num_trajectories": 2, "seed": 0,
+            "temperature": 0.0, "top_k": -1, "top_p": 0.0, "cfg_scale": -1.0}
+    cases = [
+        (lambda: encode.execute(None, "a red circle"), "ScalingAR Text Encode: input model is missing"),
+        (lambda: encode.execute(model, None), "ScalingAR Text Encode: input prompt is missing"),
+        (lambda: encode.execute("toy-shapes", "x"), "model='toy-shapes' must be a model from ScalingAR Model Loader, got str"),
+        (lambda: loader.execute("toy-shapes", "fp99", False), "dtype='fp99' is not one of the choices: auto"),
+        (lambda: loader.execute("toy-shapes", "auto", "yes"), "download_if_missing='yes' must be true or false"),
+        (lambda: sampler.execute(**{**good, "num_trajectories": "8"}), "num_trajectories='8' must be a whole number"),
+        (lambda: sampler.execute(**{**good, "num_trajectories": 0}), "num_trajectories=0 must be between 1 and 64"),
+        (lambda: sampler.execute(**{**good, "cfg_scale": float("nan")}), "cfg_scale=nan must be a finite number"),
+        (lambda: sampler.execute(**{**good, "conditioning": "a red circle"}),
+         "conditioning='a red circle' must be the output of ScalingAR Text Encode"),
+        (lambda: sampler.execute(**good, gate={"quantile": 0.3}),
+         "gate=<dict> must be the output of ScalingAR Termination Gate"),
+        (lambda: save.execute(_trace(), "scalingar/trace", "xml"), "format='xml' is not one of the choices"),
+        (lambda: save.execute({"steps": 3}, "scalingar/trace", "json"), "trace=<dict> must be the trace output"),
+        (lambda: gate.execute(**{**vars(GateConfig()), "quantile": 2.0}), "quantile=2.0 must be between 0.01 and 0.99"),
+    ]
+    for call, expected in cases:
+        with pytest.raises(ValueError) as err:
+            call()
+        assert expected in str(err.value) and "\n" not in str(err.value), (expected, str(err.value))
+    assert sampler.execute(**good, gate=gate.execute(**vars(GateConfig()))[0])[0].shape[0] == 1  # valid: runs
