@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from PIL import Image  # noqa: E402
 
-from scalingar_core.output_set import OutputSet, folder_lock  # noqa: E402
+from scalingar_core.app.output_set import OutputSet, folder_lock  # noqa: E402
 
 
 def main() -> None:

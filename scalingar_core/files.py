@@ -6,7 +6,7 @@ leaves the old file or the new one, never half of one, and the temporary file is
 
 Only regular files and folders are ever written or replaced: renaming a temporary file over ``/dev/null``, a
 FIFO or a socket would destroy it (as root, a device node), so such a target is refused (:func:`check_target`).
-The files of one run that belong together are written as a set by :mod:`scalingar_core.output_set`.
+The files of one run that belong together are written as a set by :mod:`scalingar_core.app.output_set`.
 """
 from __future__ import annotations
 

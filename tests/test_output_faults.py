@@ -20,7 +20,7 @@ from PIL import Image
 
 from scalingar_core.app import bench, cli
 from scalingar_core.errors import OutputError
-from scalingar_core.output_set import LOCK_NAME, MANIFEST
+from scalingar_core.app.output_set import LOCK_NAME, MANIFEST
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATE = ["generate", "--model", "toy-shapes", "--prompt", "a red circle", "--n", "2"]

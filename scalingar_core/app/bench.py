@@ -33,7 +33,7 @@ from ..engine.trace import json_safe
 from ..errors import RunAborted, echo, exit_status
 from ..models.device import check_device
 from ..models.registry import DEFAULT_MODEL
-from ..output_set import MANIFEST, OutputSet, folder_lock
+from .output_set import MANIFEST, OutputSet, folder_lock
 from .shard import Shard, gather
 
 ABLATIONS = {

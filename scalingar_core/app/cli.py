@@ -12,7 +12,7 @@ from ..engine.config import STRATEGIES, RunConfig, SamplingConfig, read_override
 from ..errors import echo, exit_status
 from ..models.download import default_models_dir
 from ..models.registry import DEFAULT_MODEL
-from ..output_set import MANIFEST, OutputSet, folder_lock
+from .output_set import MANIFEST, OutputSet, folder_lock
 
 
 def _dtype(name: str | None):

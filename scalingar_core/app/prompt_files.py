@@ -13,6 +13,7 @@ digits and ``.png``)::
     <out>/<i:05d>/traces/<k:04d>.json    our trace of that sample (seed, removals, C)
     <out>/index.jsonl                    one summary line per item
     <out>/scalingar_run.json             the settings a resumed run must share
+    <out>/.scalingar.lock                the one process writing into <out> (rank 0 of a launch)
 
 An item folder is built as ``<out>/.<i:05d>.partial`` (not all digits: GenEval skips it) and renamed into
 place once its K samples exist, so a folder that GenEval reads is always complete. A rerun skips complete
@@ -22,10 +23,10 @@ the trace, and ``generate --prompt P --seed S`` with it reproduces the sample.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
-import signal
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from .. import files
 from ..engine.config import RunConfig
 from ..engine.sampling import stream_uniform
 from ..errors import echo
+from .output_set import folder_lock
 
 
 class PromptFileError(ValueError):
@@ -162,54 +164,6 @@ def check_settings(out: Path, settings: dict) -> None:
     files.write_text(path, json.dumps(settings, indent=1) + "\n")
 
 
-class OutputLock:
-    """``<out>/.scalingar.lock`` holds the PID of the one process writing into ``out``; a lock whose process
-    is gone is stale and taken over."""
-
-    def __init__(self, out: Path):
-        self.path = out / ".scalingar.lock"
-        self.held = False
-
-    def __enter__(self) -> "OutputLock":
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = _holder(self.path)
-                if holder is not None and _alive(holder):
-                    raise PromptFileError(f"{self.path.parent} is being written by another run (PID {holder}): "
-                                          f"wait for it to end, or use another --out") from None
-                self.path.unlink(missing_ok=True)  # stale: its process is gone
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(f"{os.getpid()}\n")
-            self.held = True
-            return self
-        raise PromptFileError(f"could not take {self.path}: remove it if no run is writing into {self.path.parent}")
-
-    def __exit__(self, *exc) -> None:
-        if self.held:
-            self.path.unlink(missing_ok=True)
-            self.held = False
-
-
-def _holder(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 # ---------------------------------------------------------------- the run
 
 
@@ -252,7 +206,7 @@ def run_prompt_file(model, config: RunConfig, path: str | Path, out: str | Path,
     mine = [p for i, p in shard.take(lines)]
     conditions = encode_all(model, mine, path)  # every caption checked before the first decode
     out = files.check_output_dir(out, "--out")
-    with _terminated_as_interrupt(), (OutputLock(out) if shard.is_main else _nothing()):
+    with (folder_lock(out) if shard.is_main else contextlib.nullcontext()):
         if shard.is_main:
             check_settings(out, settings)
         shard.barrier()
@@ -320,33 +274,3 @@ def _bar(total: int, enabled: bool):
 
     return tqdm(total=total, unit="image", disable=not enabled, dynamic_ncols=True,
                 bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} images [{elapsed}<{remaining}, {rate_fmt}]")
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
-
-
-class _terminated_as_interrupt:
-    """SIGTERM ends the run as Ctrl-C does: the ``finally`` blocks clean up, complete items stay."""
-
-    def __enter__(self):
-        self.previous = signal.getsignal(signal.SIGTERM)
-        try:
-            signal.signal(signal.SIGTERM, self._raise)
-        except ValueError:  # not the main thread: leave the handler alone
-            self.previous = None
-        return self
-
-    @staticmethod
-    def _raise(signum, frame):
-        raise KeyboardInterrupt
-
-    def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
-        return None
-

@@ -32,8 +32,8 @@ import uuid
 from pathlib import Path
 from typing import Self
 
-from . import files
-from .errors import OutputError, signals_held
+from .. import files
+from ..errors import OutputError, signals_held
 
 LOCK_NAME = ".scalingar.lock"
 MANIFEST = "run.json"
