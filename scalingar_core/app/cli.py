@@ -130,9 +130,11 @@ def cmd_download(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    from ..models.checkpoints import convert_checkpoint
-
-    path = convert_checkpoint(args.src, args.dst)
+    if Path(args.src).suffix == ".jit":  # a Cosmos decoder.jit (SimpleAR): read safely, never torch.jit.load
+        from ..models.cosmos.decoder import convert_decoder as convert
+    else:
+        from ..models.checkpoints import convert_checkpoint as convert
+    path = convert(args.src, args.dst)
     print(f"wrote {path}")
     return 0
 
@@ -189,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_args(dl)
     dl.set_defaults(func=cmd_download)
 
-    cv = sub.add_parser("convert", help="write a safetensors copy of an upstream .pt checkpoint")
+    cv = sub.add_parser("convert", help="write a safetensors copy of an upstream .pt checkpoint or Cosmos decoder.jit")
     cv.add_argument("src")
     cv.add_argument("dst")
     cv.set_defaults(func=cmd_convert)
