@@ -27,7 +27,8 @@ def register(entry: ModelEntry) -> None:
     _REGISTRY[entry.info.name] = entry
 
 
-FAMILIES = ("scalingar_core.models.toy.model", "scalingar_core.models.llamagen.presets", "scalingar_core.models.janus.presets")
+FAMILIES = ("scalingar_core.models.toy.model", "scalingar_core.models.llamagen.presets", "scalingar_core.models.janus.presets",
+            "scalingar_core.models.simplear.presets")
 
 
 def _families():
