@@ -172,3 +172,26 @@ def test_memory_table_grows_with_n_and_size():
     assert table[(1024, 8)]["kv_cache"] == 8 * table[(1024, 1)]["kv_cache"]
     assert table[(1024, 1)]["kv_cache"] > 10 * table[(256, 1)]["kv_cache"]
     assert 3.0e9 < table[(256, 1)]["weights"] < 4.0e9  # about 1.7 B parameters in bf16 + the decoder
+
+
+def test_image_size_is_a_simplear_setting_only(tmp_path):
+    with pytest.raises(ValueError, match="the image size is a setting of SimpleAR models"):
+        registry.load("toy-shapes-256", image_size=512)
+    with pytest.raises(ValueError, match=r"image size 500 px is not a positive multiple of 16 px"):
+        registry.load("simplear-1.5b-rl", models_dir=tmp_path, image_size=500)
+
+
+def test_a_local_folder_finds_its_decoder_beside_it(tmp_path, files):
+    from scalingar_core.models.simplear.presets import is_simplear_folder, load_checkpoint
+
+    folder, decoder = files
+    base = tmp_path / "SimpleAR"
+    shutil.copytree(folder, base / "SimpleAR-tiny")
+    assert is_simplear_folder(base / "SimpleAR-tiny") and not is_simplear_folder(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"put decoder\.jit of nvidia/Cosmos-1\.0-Tokenizer-DV8x16x16 in"):
+        load_checkpoint(base / "SimpleAR-tiny", device="cpu", dtype="fp32")
+    (base / "Cosmos-1.0-Tokenizer-DV8x16x16").mkdir()
+    shutil.copy(decoder, base / "Cosmos-1.0-Tokenizer-DV8x16x16" / "decoder.jit")
+    # the real decoder config is DV8x16x16: the tiny archive is found, then refused by its FSQ levels
+    with pytest.raises(ValueError, match="belongs to another tokenizer"):
+        load_checkpoint(base / "SimpleAR-tiny", device="cpu", dtype="fp32", image_size=64)

@@ -42,7 +42,7 @@ def _load(args):
     if args.download:
         _announce_download(args)
     return registry.load(args.model, models_dir=args.models_dir, device=args.device, dtype=_dtype(args.dtype),
-                         download=args.download, progress=_progress)
+                         download=args.download, progress=_progress, image_size=getattr(args, "image_size", None))
 
 
 def _config(args) -> RunConfig:
@@ -158,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--device", default=None, help="torch device (default: the model's choice: cuda when available for LlamaGen, cpu for the toy models)")
         sp.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
         sp.add_argument("--download", action="store_true", help="download missing weights from Hugging Face")
+        sp.add_argument("--image-size", type=int, default=None,
+                        help="image size in px for models that decode several (SimpleAR: 256, 512, 768, 1024; "
+                             "default 1024); others have their own fixed size")
 
     g = sub.add_parser("generate", help="generate one image")
     model_args(g)

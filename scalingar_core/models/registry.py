@@ -63,9 +63,18 @@ def entry(name: str) -> ModelEntry:
     return _REGISTRY[name]
 
 
-def load(name: str, **kwargs) -> ARModel:
-    """Load a registered model by name (kwargs: models_dir, device, dtype, download, progress)."""
-    return entry(name).loader(**kwargs)
+def load(name: str, image_size: int | None = None, **kwargs) -> ARModel:
+    """Load a registered model by name (kwargs: models_dir, device, dtype, download, progress).
+
+    ``image_size`` (px): for models that decode several sizes (their info lists ``image_sizes``); None = the
+    model's own."""
+    e = entry(name)
+    if image_size is not None:
+        if not e.info.extra.get("image_sizes"):
+            raise ValueError(f"{name} decodes only {e.info.extra.get('image_size', 'its own')} px images: the image "
+                             f"size is a setting of SimpleAR models; leave it at the model's default")
+        kwargs["image_size"] = int(image_size)
+    return e.loader(**kwargs)
 
 
 def recognises(path) -> bool:

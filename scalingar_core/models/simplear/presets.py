@@ -2,8 +2,10 @@
 Cosmos DV8x16x16 ``decoder.jit`` from NVIDIA's, each in ``<models_dir>/<owner>--<name>/``."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 from ..protocol import ModelInfo
 from .model import DEFAULTS, IMAGE_SIZES, grid_side
@@ -64,3 +66,48 @@ def register_models(register) -> None:
 
     for p in PRESETS.values():
         register(ModelEntry(info=p.info(), loader=partial(load_preset, p), files=p.files()))
+
+
+COSMOS_FOLDERS = ("Cosmos-1.0-Tokenizer-DV8x16x16", "nvidia--Cosmos-1.0-Tokenizer-DV8x16x16")
+
+
+def is_simplear_folder(path) -> bool:
+    """A Hugging Face folder of a SimpleAR checkpoint: a Qwen2 config saved by SimpleAR's model class, or a
+    Qwen2 folder whose tokenizer carries SimpleAR's ``<|t2i|>`` token."""
+    path = Path(path)
+    try:
+        data = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(data, dict) or data.get("model_type") != "qwen2":
+        return False
+    if any("SimpAR" in str(a) for a in data.get("architectures") or []):
+        return True
+    try:
+        return "<|t2i|>" in (path / "tokenizer_config.json").read_text()
+    except OSError:
+        return False
+
+
+def find_decoder(folder: Path) -> Path:
+    """The Cosmos decoder for a local SimpleAR folder: in the folder itself, else in a sibling
+    ``Cosmos-1.0-Tokenizer-DV8x16x16`` folder (SimpleAR's README layout); a converted copy wins."""
+    places = [folder] + [folder.parent / name for name in COSMOS_FOLDERS]
+    for place in places:
+        for name in ("decoder.safetensors", DECODER_FILE):
+            if (place / name).is_file():
+                return place / name
+    raise FileNotFoundError(f"no Cosmos decoder for {folder}: put decoder.jit of {COSMOS_REPO} in {folder} or in "
+                            f"{folder.parent / COSMOS_FOLDERS[0]}")
+
+
+def load_checkpoint(path, device=None, dtype=None, name: str | None = None, image_size: int = DEFAULT_IMAGE_SIZE,
+                    **kwargs):
+    """Load a local SimpleAR folder (None if ``path`` is not one). ``path`` must come from a lookup (a folder
+    listed in a models folder), never from raw user text."""
+    from .model import load_folder
+
+    path = Path(path)
+    if not path.is_dir() or not is_simplear_folder(path):
+        return None
+    return load_folder(path, find_decoder(path), name or path.name, image_size, device, dtype)
