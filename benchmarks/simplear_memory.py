@@ -1,11 +1,12 @@
-"""Analytic device memory of SimpleAR-0.5B / 1.5B text-to-image with ScalingAR, bf16.
+"""Analytic device memory of SimpleAR-0.5B / 1.5B text-to-image with ScalingAR, and of its Cosmos decoder.
 
-    python benchmarks/simplear_memory.py [--ns 1 4 8] [--prompt-tokens 48] [--json]
+    python benchmarks/simplear_memory.py [--ns 1 4 8] [--prompt-tokens 48] [--dtype bf16|fp32] [--json]
 
-The Qwen2 models are built on the meta device from the published Qwen2.5 architectures with SimpleAR's
-vocabulary (``scalingar_core.models.simplear.model.PUBLISHED``), so nothing is downloaded or allocated.
-KV cache: ``2N`` rows (conditional + negative prompt) x (prompt + image tokens); decode: the Cosmos decoder
-on one chunk of images. See ``scalingar_core.models.simplear.model.estimate_memory``.
+Everything is built on the meta device (nothing downloaded or allocated). First table: the Cosmos DV8x16x16
+decoder alone (weights, ``activation_bytes`` of one image, images per call under its budget). Second: the
+Qwen2 models from the published Qwen2.5 architectures with SimpleAR's vocabulary
+(``scalingar_core.models.simplear.model.PUBLISHED``); KV cache of ``2N`` rows (prompt + negative prompt) x
+(prompt + image tokens); decode: one chunk of images (``estimate_memory``).
 """
 from __future__ import annotations
 
@@ -16,36 +17,53 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from scalingar_core.models.cosmos.decoder import (  # noqa: E402
+    DECODE_BUDGET, DV8x16x16, activation_bytes, decode_chunk, weight_bytes)
 from scalingar_core.models.simplear.model import IMAGE_SIZES, PUBLISHED, estimate_memory, published_config  # noqa: E402
 
+GB = ("weights", "activations_per_image", "one_image", "kv_cache", "activations", "decode", "total")
 
-def table(ns, prompt_tokens: int) -> list[dict]:
-    rows = []
-    for size in PUBLISHED:
-        config = published_config(size)
-        for px in IMAGE_SIZES:
-            for n in ns:
-                parts = estimate_memory(config, n, px, 2, prompt_tokens)
-                rows.append({"model": f"SimpleAR-{size}", "image_size": px, "n": n, **parts})
-    return rows
+
+def decoder_table(itemsize: int) -> list[dict]:
+    weights = weight_bytes(DV8x16x16, itemsize)
+    return [{"image_size": px, "tokens": (px // 16) ** 2, "weights": weights,
+             "activations_per_image": activation_bytes(DV8x16x16, px, 1, itemsize),
+             "one_image": weights + activation_bytes(DV8x16x16, px, 1, itemsize),
+             "images_per_call": decode_chunk(DV8x16x16, px, itemsize)} for px in IMAGE_SIZES]
+
+
+def model_table(ns, prompt_tokens: int, itemsize: int) -> list[dict]:
+    return [{"model": f"SimpleAR-{size}", "image_size": px, "n": n,
+             **estimate_memory(published_config(size), n, px, itemsize, prompt_tokens)}
+            for size in PUBLISHED for px in IMAGE_SIZES for n in ns]
+
+
+def show(rows: list[dict]) -> None:
+    """One line per row, byte counts in GB (1e9 bytes), columns as wide as their values."""
+    cells = [[f"{v / 1e9:.2f}" if k in GB else str(v) for k, v in r.items()] for r in rows]
+    widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(rows[0])]
+    print("  ".join(k.rjust(w) for k, w in zip(rows[0], widths)))
+    for c in cells:
+        print("  ".join(v.rjust(w) for v, w in zip(c, widths)))
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ns", type=int, nargs="+", default=[1, 4, 8])
     ap.add_argument("--prompt-tokens", type=int, default=48)
+    ap.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    rows = table(args.ns, args.prompt_tokens)
+    itemsize = 2 if args.dtype == "bf16" else 4
+    decoder, models = decoder_table(itemsize), model_table(args.ns, args.prompt_tokens, itemsize)
     if args.json:
-        print(json.dumps(rows))
+        print(json.dumps({"decoder": decoder, "models": models}))
         return 0
-    gb = lambda b: f"{b / 1e9:.2f}"  # noqa: E731
-    print(f"SimpleAR text-to-image, bf16, prompt {args.prompt_tokens} tokens + (px/16)^2 image tokens, GB (1e9 bytes)")
-    print(f"{'model':<13} {'px':>5} {'N':>3} {'weights':>8} {'KV cache':>9} {'activ.':>7} {'decode':>7} {'total':>7}")
-    for r in rows:
-        print(f"{r['model']:<13} {r['image_size']:>5} {r['n']:>3} {gb(r['weights']):>8} {gb(r['kv_cache']):>9} "
-              f"{gb(r['activations']):>7} {gb(r['decode']):>7} {gb(r['total']):>7}")
+    print(f"Cosmos DV8x16x16 decoder, {args.dtype}, one frame, GB; activation budget per call "
+          f"{DECODE_BUDGET / 2**30:.0f} GiB")
+    show(decoder)
+    print(f"\nSimpleAR text-to-image, {args.dtype}, prompt {args.prompt_tokens} + (px/16)^2 image tokens, GB")
+    show(models)
     return 0
 
 

@@ -20,6 +20,7 @@ from scalingar_core.models.simplear import model as simplear  # noqa: E402
 from scalingar_core.models.simplear.presets import PRESETS  # noqa: E402
 from scalingar_core.testing import simplear as synthetic  # noqa: E402
 from scalingar_core.testing.cosmos import TINY  # noqa: E402
+from scalingar_core.testing.sessions import step_rows  # noqa: E402
 
 torch.set_num_threads(1)
 SHORT = "a red cube"
@@ -98,22 +99,10 @@ def test_rows_of_different_lengths_equal_their_runs_apart(tiny):
 
 
 def test_scalingar_path_prunes_selects_and_decodes_with_our_cosmos_decoder(tiny, files):
-    rows_seen = []
-    start = tiny.start
-
-    def spy(condition, n, **kw):
-        session = start(condition, n, **kw)
-        step = session.step
-        session.step = lambda tokens: rows_seen.append(len(tokens)) or step(tokens)
-        return session
-
-    tiny.start = spy
-    try:
-        config = RunConfig(strategy="scalingar", sampling=SamplingConfig(num_trajectories=4, seed=3),
-                           gate=GateConfig(hard_fail=0.99, min_survivors=2))
+    config = RunConfig(strategy="scalingar", sampling=SamplingConfig(num_trajectories=4, seed=3),
+                       gate=GateConfig(hard_fail=0.99, min_survivors=2))
+    with step_rows(tiny) as rows_seen:
         result = generate(tiny, tiny.encode(SHORT), config)
-    finally:
-        del tiny.start
     removed = [r for r in result.trace.trajectories if r.removed_at is not None]
     assert len(removed) == 2 and result.selected not in {r.index for r in removed}
     assert rows_seen[0] == 4 and rows_seen[-1] == 2 and result.tokens_generated < 4 * 16

@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 
 from ..checkpoints import SHOW, CheckpointError
+from ..protocol import raster_codes
 
 DIFFUSERS_MIN = "0.34"  # the first release with AutoencoderKLCosmos (tested: 0.42.1)
 _HAAR = 0.7071067811865476
@@ -211,18 +212,7 @@ class CosmosDecoder(nn.Module):
                      chunk: int | None = None) -> torch.Tensor:
         """Raster-order ``codes [B, h*w]`` -> images ``[B, 3, 16h, 16w]`` in [0, 1] (fp32), ``chunk`` images at
         a time (default: :func:`decode_chunk`)."""
-        codes = torch.as_tensor(codes, device=self.post_quant_conv.weight.device).long()
-        if codes.dim() != 2:
-            raise ValueError(f"codes must be [B, h*w], got {tuple(codes.shape)}")
-        if grid is None:
-            side = int(round(codes.shape[1] ** 0.5))
-            grid = (side, side)
-        h, w = grid
-        if h * w != codes.shape[1]:
-            raise ValueError(f"{codes.shape[1]} codes do not fill a {h}x{w} grid")
-        size = self.config.codebook_size
-        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= size):
-            raise ValueError(f"codes must be in [0, {size}), got range [{int(codes.min())}, {int(codes.max())}]")
+        codes, (h, w) = raster_codes(codes, self.config.codebook_size, self.post_quant_conv.weight.device, grid)
         itemsize = self.post_quant_conv.weight.element_size()
         chunk = chunk or decode_chunk(self.config, max(h, w) * self.config.spatial_compression, itemsize)
         out = [((self(part.reshape(-1, h, w)).float() + 1) / 2).clamp(0, 1) for part in codes.split(chunk)]
