@@ -19,6 +19,7 @@ DEFAULTS = SamplingDefaults(cfg_scale=6.0, top_k=0, top_p=1.0, temperature=1.0)
 IMAGE_SIZES = (256, 512, 768, 1024)
 PIXELS_PER_TOKEN = 16
 PROMPT_TOKENS = 48  # a prompt row's length the memory table assumes (frame included)
+DECODER_CONFIG = DV8x16x16  # the image tokenizer of every released SimpleAR (tests swap in a tiny one)
 
 
 def grid_side(image_size: int) -> int:
@@ -93,9 +94,10 @@ def lm_missing_files(folder: Path) -> list[str]:
 
 
 def load_folder(folder: str | Path, decoder_path: str | Path, name: str, image_size: int = 1024, device=None,
-                dtype=None, decoder_config: CosmosConfig = DV8x16x16,
+                dtype=None, decoder_config: CosmosConfig | None = None,
                 defaults: SamplingDefaults = DEFAULTS) -> SimpleARModel:
-    """A SimpleAR model from its Hugging Face folder (safetensors only) and a Cosmos ``decoder.jit``."""
+    """A SimpleAR model from its Hugging Face folder (safetensors only) and a Cosmos ``decoder.jit``
+    (``decoder_config``: default :data:`DECODER_CONFIG`)."""
     from transformers import AutoTokenizer, Qwen2ForCausalLM
 
     folder, decoder_path = Path(folder), Path(decoder_path)
@@ -110,7 +112,7 @@ def load_folder(folder: str | Path, decoder_path: str | Path, name: str, image_s
     dtype = resolve_dtype(dtype, device)
     prompts = SimpleARPrompt(AutoTokenizer.from_pretrained(str(folder)), folder / "tokenizer_config.json")
     lm = Qwen2ForCausalLM.from_pretrained(str(folder), dtype=dtype, use_safetensors=True).to(device)
-    decoder = load_decoder(decoder_path, decoder_config, device=device, dtype=dtype)
+    decoder = load_decoder(decoder_path, decoder_config or DECODER_CONFIG, device=device, dtype=dtype)
     return SimpleARModel(name, lm, prompts, decoder, image_size, defaults)
 
 
