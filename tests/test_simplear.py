@@ -184,3 +184,13 @@ def test_a_local_folder_finds_its_decoder_beside_it(tmp_path, files):
     # the real decoder config is DV8x16x16: the tiny archive is found, then refused by its FSQ levels
     with pytest.raises(ValueError, match="belongs to another tokenizer"):
         load_checkpoint(base / "SimpleAR-tiny", device="cpu", dtype="fp32", image_size=64)
+
+
+def test_loaded_model_memory_estimate_and_an_old_transformers(tiny, files, monkeypatch):
+    one, eight = tiny.memory_estimate(1), tiny.memory_estimate(8)
+    assert one > sum(p.numel() * 4 for p in tiny.lm.parameters()) and eight > one
+    import transformers
+
+    monkeypatch.setattr(transformers, "__version__", "4.57.6")
+    with pytest.raises(RuntimeError, match=r"SimpleAR needs transformers >= 5.24 .*pip install -U"):
+        simplear.load_folder(files[0], files[1], "x", 64, "cpu", "fp32", TINY)

@@ -10,6 +10,20 @@ import torch
 from .protocol import keep_rows, step_tokens
 
 
+MIN_TRANSFORMERS = "5.24"  # the release the oracle tests pass on (the pack only needs >=4.40 for T5)
+
+
+def check_transformers(family: str) -> None:
+    """A clear error instead of a deep one when the installed transformers predates the verified range."""
+    import transformers
+    from packaging.version import Version
+
+    if Version(transformers.__version__) < Version(MIN_TRANSFORMERS):
+        raise RuntimeError(f"{family} needs transformers >= {MIN_TRANSFORMERS} (this environment has "
+                           f"{transformers.__version__}): run `pip install -U 'transformers>={MIN_TRANSFORMERS},<6'` "
+                           f"in the Python that runs ComfyUI (or `pip install -r requirements.txt` in this pack)")
+
+
 def cache_keyword(decoder) -> str:
     """transformers renamed the decoder's cache argument ``past_key_values`` -> ``cache`` in the 5.x line."""
     params = inspect.signature(decoder.forward).parameters

@@ -92,6 +92,6 @@ def load_checkpoint(path, **kwargs) -> ARModel:
         model = loader(path, **kwargs) if loader else None
         if model is not None:
             return model
-    raise ValueError(f"{path}: not a checkpoint of a known family (LlamaGen/AR-GRPO GPT, toy-shapes, Janus-Pro "
+    raise ValueError(f"{path}: not a checkpoint of a known family (LlamaGen/AR-GRPO GPT, toy-shapes, Janus-Pro or SimpleAR "
                      f"folder); "
                      f"use a registered preset name instead ({', '.join(names())})")

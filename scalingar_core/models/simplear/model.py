@@ -9,6 +9,7 @@ import torch
 
 from ..cosmos.decoder import DV8x16x16, CosmosConfig, CosmosDecoder, activation_bytes, decode_chunk, load_decoder
 from ..device import resolve_device, resolve_dtype
+from ..hf_session import check_transformers
 from ..protocol import SamplingDefaults
 from .prompt import SimpleARPrompt
 from .session import SimpleARSession
@@ -74,6 +75,12 @@ class SimpleARModel:
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         return self.decoder.decode_codes(codes, self.grid)
 
+    def memory_estimate(self, n: int) -> int:
+        """Peak device bytes for ``n`` trajectories (see :func:`estimate_memory`), from the loaded weights."""
+        params = list(self.lm.parameters())
+        return estimate_memory(self.lm.config, n, self.image_size, params[0].element_size(),
+                               params=sum(p.numel() for p in params))["total"]
+
 
 # ---------------------------------------------------------------------------------------------------------
 # Loading
@@ -100,6 +107,7 @@ def load_folder(folder: str | Path, decoder_path: str | Path, name: str, image_s
     (``decoder_config``: default :data:`DECODER_CONFIG`)."""
     from transformers import AutoTokenizer, Qwen2ForCausalLM
 
+    check_transformers("SimpleAR")
     folder, decoder_path = Path(folder), Path(decoder_path)
     grid_side(image_size)  # a bad size is refused before anything is read
     missing = lm_missing_files(folder)
