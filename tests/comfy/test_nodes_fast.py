@@ -114,7 +114,8 @@ def test_dropdown_values_are_validated_for_every_combo_input(cenv):
     import inspect
 
     for node_id, cls in cenv.pack.NODE_CLASS_MAPPINGS.items():
-        required = cls.GET_NODE_INFO_V1()["input"]["required"]
+        inputs = cls.GET_NODE_INFO_V1()["input"]
+        required = {**inputs["required"], **inputs.get("optional", {})}  # optional dropdowns are checked too
         combos = [name for name, spec in required.items() if spec[0] == "COMBO"]
         if not combos:
             continue
