@@ -14,6 +14,7 @@ Facts and the name map are written out in ``docs/models_cosmos_simplear.md``.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +45,7 @@ class CosmosConfig:
 
     @property
     def codebook_size(self) -> int:
-        return int(torch.tensor(self.levels).prod())
+        return math.prod(self.levels)
 
     @property
     def embedding_dim(self) -> int:
@@ -56,10 +57,10 @@ class CosmosConfig:
 
     def upsampling(self, level: int) -> tuple[bool, bool]:
         """(spatial, temporal) upsampling after upstream level ``level`` (>= 1), as NVIDIA's decoder decides."""
-        n = len(self.channels_mult)
-        spatial_ups = (self.spatial_compression.bit_length() - 1) - (self.patch_size.bit_length() - 1)
-        temporal_ups = (self.temporal_compression.bit_length() - 1) - (self.patch_size.bit_length() - 1)
-        rev = n - level - 1
+        n, patch = len(self.channels_mult), int(math.log2(self.patch_size))  # Haar unpatching does the rest
+        spatial_ups = int(math.log2(self.spatial_compression)) - patch
+        temporal_ups = int(math.log2(self.temporal_compression)) - patch
+        rev = n - level - 1  # upstream counts levels from the output side
         temporal = 0 < rev < temporal_ups + 1
         return temporal or (rev < spatial_ups and spatial_ups > temporal_ups), temporal
 
