@@ -194,3 +194,16 @@ def test_loaded_model_memory_estimate_and_an_old_transformers(tiny, files, monke
     monkeypatch.setattr(transformers, "__version__", "4.57.6")
     with pytest.raises(RuntimeError, match=r"SimpleAR needs transformers >= 5.24 .*pip install -U"):
         simplear.load_folder(files[0], files[1], "x", 64, "cpu", "fp32", TINY)
+
+
+def test_preset_with_a_missing_shard_names_it_and_the_fetch_command(tmp_path, files):
+    folder, decoder = files
+    local = tmp_path / "Daniel0724--SimpleAR-0.5B-RL"
+    shutil.copytree(folder, local)
+    (tmp_path / "nvidia--Cosmos-1.0-Tokenizer-DV8x16x16").mkdir()
+    shutil.copy(decoder, tmp_path / "nvidia--Cosmos-1.0-Tokenizer-DV8x16x16" / "decoder.jit")
+    shard = next(local.glob("model-00001-*.safetensors"))
+    shard.unlink()
+    with pytest.raises(FileNotFoundError, match=rf"{shard.name} missing in .*; fetch them with `hf download "
+                                                r"Daniel0724/SimpleAR-0\.5B-RL"):
+        registry.load("simplear-0.5b-rl", models_dir=tmp_path, device="cpu", image_size=256)

@@ -102,9 +102,9 @@ def lm_missing_files(folder: Path) -> list[str]:
 
 def load_folder(folder: str | Path, decoder_path: str | Path, name: str, image_size: int = 1024, device=None,
                 dtype=None, decoder_config: CosmosConfig | None = None,
-                defaults: SamplingDefaults = DEFAULTS) -> SimpleARModel:
+                defaults: SamplingDefaults = DEFAULTS, hint: str = "fetch the model folder again") -> SimpleARModel:
     """A SimpleAR model from its Hugging Face folder (safetensors only) and a Cosmos ``decoder.jit``
-    (``decoder_config``: default :data:`DECODER_CONFIG`)."""
+    (``decoder_config``: default :data:`DECODER_CONFIG`; ``hint``: how to get missing files)."""
     from transformers import AutoTokenizer, Qwen2ForCausalLM
 
     check_transformers("SimpleAR")
@@ -112,7 +112,7 @@ def load_folder(folder: str | Path, decoder_path: str | Path, name: str, image_s
     grid_side(image_size)  # a bad size is refused before anything is read
     missing = lm_missing_files(folder)
     if missing:
-        raise FileNotFoundError(f"{name}: {', '.join(missing)} missing in {folder}; fetch the model folder again")
+        raise FileNotFoundError(f"{name}: {', '.join(missing)} missing in {folder}; {hint}")
     if not decoder_path.is_file():
         raise FileNotFoundError(f"{name}: the Cosmos decoder {decoder_path} is missing; fetch decoder.jit of "
                                 f"nvidia/Cosmos-1.0-Tokenizer-DV8x16x16 into that folder")

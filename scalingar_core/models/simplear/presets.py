@@ -51,14 +51,16 @@ PRESETS = {p.name: p for p in [
 def load_preset(p: SimpleARPreset, models_dir=None, device=None, dtype=None, download: bool = False, progress=None,
                 image_size: int = DEFAULT_IMAGE_SIZE):
     """Load preset ``p`` (downloading only when ``download``) to decode ``image_size`` px images."""
-    from ..download import ensure_file, ensure_snapshot
+    from ..download import ensure_file, ensure_snapshot, fetch_command
     from .model import LM_FILES, load_folder
 
     grid_side(image_size)
     folder = ensure_snapshot(p.repo_id, models_dir, PATTERNS, LM_FILES, download, progress)
     decoder = ensure_file(COSMOS_REPO, DECODER_FILE, models_dir, download, progress)
     converted = decoder.with_suffix(".safetensors")  # `convert` writes it once; it loads faster
-    return load_folder(folder, converted if converted.is_file() else decoder, p.name, image_size, device, dtype)
+    hint = f"fetch them with `{fetch_command(p.repo_id, None, folder, PATTERNS)}`"
+    return load_folder(folder, converted if converted.is_file() else decoder, p.name, image_size, device, dtype,
+                       hint=hint)
 
 
 def register_models(register) -> None:
