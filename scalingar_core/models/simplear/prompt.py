@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from ...errors import echo
+
 T2I, SOI = "<|t2i|>", "<|soi|>"
 SPECIAL_TOKENS = ("<|t2i|>", "<|i2t|>", "<|soi|>", "<|vtokens|>", "<|t2v|>", "<|v2t|>", "<|sov|>")
 PREFIX = "A highly realistic image of "
@@ -34,7 +36,7 @@ class SimpleARPrompt:
     def ids(self, prompt: str) -> torch.Tensor:
         prompt = str(prompt)
         if not self._ids(prompt, frame=False).numel():
-            raise ValueError(f"the prompt {prompt[:60]!r} encodes to no tokens: write a description of the image")
+            raise ValueError(f"the prompt {echo(prompt)} encodes to no tokens: write a description of the image")
         return self._ids(T2I + PREFIX + prompt + SOI)
 
     def unconditional(self) -> torch.Tensor:
