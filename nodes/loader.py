@@ -23,8 +23,15 @@ def preset_repos() -> set[str]:
 
 def model_choices() -> list[str]:
     # Presets first (the default toy-shapes-256 leads: it runs anywhere), then whatever sits in models/scalingar/, then
-    # Janus-Pro folders in models/Janus-Pro/.
-    return registry.names() + models.local_checkpoints(preset_repos()) + list(models.janus_folders())
+    # Janus-Pro folders in models/Janus-Pro/ and SimpleAR folders in models/SimpleAR/.
+    return registry.names() + models.local_checkpoints(preset_repos()) + list(models.family_folders())
+
+
+IMAGE_SIZES = ["model default", "256", "512", "768", "1024"]
+
+
+def image_size_value(choice: str) -> int | None:
+    return None if choice == IMAGE_SIZES[0] else int(choice)
 
 
 def resolve_dtype(choice: str, device: torch.device) -> torch.dtype:
@@ -68,8 +75,9 @@ def announce_download(files: list[dict], folder: str, node_id=None, server=None,
         server.send_progress_text(text, node_id)
 
 
-def load_ar_model(name: str, dtype: torch.dtype, download: bool, node_id=None):
-    """The ARModel for dropdown value ``name`` on ComfyUI's offload device (the sampler moves it)."""
+def load_ar_model(name: str, dtype: torch.dtype, download: bool, node_id=None, image_size: int | None = None):
+    """The ARModel for dropdown value ``name`` on ComfyUI's offload device (the sampler moves it);
+    ``image_size`` px for models that decode several sizes (SimpleAR), None = the model's own."""
     device = mm.unet_offload_device()
     if name in registry.names():
         entry = registry.entry(name)
@@ -77,10 +85,18 @@ def load_ar_model(name: str, dtype: torch.dtype, download: bool, node_id=None):
         if download:
             announce_download(entry.files, folder, node_id)
         return registry.load(name, models_dir=folder, device=device, dtype=dtype, download=download,
-                             progress=DownloadProgress(node_id))
+                             progress=DownloadProgress(node_id), image_size=image_size)
     # A file or folder listed from the model folders (the dropdown checked it): the registry detects its family.
-    janus = models.janus_folders()
-    path = janus[name] if name in janus else models.full_path(name)
+    listed = models.family_folders()
+    if name.startswith(f"{models.SIMPLEAR_FOLDER}/") and name in listed:
+        from scalingar_core.models.simplear.presets import DEFAULT_IMAGE_SIZE, load_checkpoint
+
+        return load_checkpoint(listed[name], device=device, dtype=dtype, name=name,
+                               image_size=image_size or DEFAULT_IMAGE_SIZE)
+    if image_size is not None:
+        raise ValueError(f"{name} decodes at its own fixed size: the image size is a setting of SimpleAR models; "
+                         f"set it to '{IMAGE_SIZES[0]}'")
+    path = listed[name] if name in listed else models.full_path(name)
     return registry.load_checkpoint(path, device=device, dtype=dtype)
 
 
@@ -100,7 +116,8 @@ class ScalingARModelLoader(ScalingARNode):
                 io.Combo.Input("model", options=choices, default=choices[0] if choices else None,
                                tooltip=f"A preset from the ScalingAR registry, a checkpoint found in "
                                        f"models/{models.FOLDER}/, or a Janus-Pro folder in "
-                                       f"models/{models.JANUS_FOLDER}/ (and extra_model_paths.yaml folders)."),
+                                       f"models/{models.JANUS_FOLDER}/ or models/{models.SIMPLEAR_FOLDER}/ (and "
+                                       f"extra_model_paths.yaml folders)."),
                 io.Combo.Input("dtype", options=list(DTYPES), default="auto",
                                tooltip="Weight precision. auto: float32 on CPU, bfloat16 (else float16) on "
                                        "GPUs that support it."),
@@ -108,13 +125,16 @@ class ScalingARModelLoader(ScalingARNode):
                                  tooltip=f"Fetch missing weight files into models/{models.FOLDER}/ (progress "
                                          f"shown on this node). Off: a missing file is an error that says "
                                          f"where to put it."),
+                io.Combo.Input("image_size", options=IMAGE_SIZES, default=IMAGE_SIZES[0], optional=True,
+                               tooltip="Image size in px for SimpleAR (16 px per token: 256 px = 256 tokens, "
+                                       "1024 px = 4096; model default 1024). Other models have a fixed size."),
             ],
             outputs=[types.Model.Output(display_name="model")],
             hidden=[io.Hidden.unique_id])
 
     @classmethod
-    def execute(cls, model, dtype, download_if_missing):
+    def execute(cls, model, dtype, download_if_missing, image_size=IMAGE_SIZES[0]):
         node_id = cls.hidden.unique_id if cls.hidden is not None else None
         torch_dtype = resolve_dtype(dtype, mm.get_torch_device())
-        ar = load_ar_model(model, torch_dtype, download_if_missing, node_id)
+        ar = load_ar_model(model, torch_dtype, download_if_missing, node_id, image_size_value(image_size))
         return io.NodeOutput(patcher.wrap(ar))

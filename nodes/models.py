@@ -10,6 +10,7 @@ from scalingar_core.models import registry
 
 FOLDER = "scalingar"
 JANUS_FOLDER = "Janus-Pro"  # models/Janus-Pro/<name>/: where other Janus node packs put the original release
+SIMPLEAR_FOLDER = "SimpleAR"  # models/SimpleAR/<name>/, its Cosmos decoder in models/SimpleAR/Cosmos-1.0-Tokenizer-DV8x16x16/
 
 
 def register_folder() -> None:
@@ -22,9 +23,10 @@ def register_folder() -> None:
     paths, _ = folder_paths.folder_names_and_paths.get(FOLDER, ([], set()))
     paths = [default] + [p for p in paths if p != default]
     folder_paths.folder_names_and_paths[FOLDER] = (paths, set(folder_paths.supported_pt_extensions))
-    janus_default = os.path.join(folder_paths.models_dir, JANUS_FOLDER)
-    janus, exts = folder_paths.folder_names_and_paths.get(JANUS_FOLDER, ([], set()))
-    folder_paths.folder_names_and_paths[JANUS_FOLDER] = ([janus_default] + [p for p in janus if p != janus_default], exts)
+    for family in (JANUS_FOLDER, SIMPLEAR_FOLDER):
+        default = os.path.join(folder_paths.models_dir, family)
+        paths, exts = folder_paths.folder_names_and_paths.get(family, ([], set()))
+        folder_paths.folder_names_and_paths[family] = ([default] + [p for p in paths if p != default], exts)
 
 
 def folders() -> list[str]:
@@ -60,19 +62,21 @@ def local_checkpoints(preset_repos: set[str], loadable: Callable[[str], bool] = 
     return [f for f in names if paths[f] is not None and loadable(paths[f])]
 
 
-def janus_folders() -> dict[str, str]:
-    """Dropdown value ``Janus-Pro/<name>`` -> folder, for each Janus-Pro model folder (either checkpoint
-    layout) directly under a ``Janus-Pro`` model folder. The loader only ever opens folders from this map."""
+def family_folders() -> dict[str, str]:
+    """Dropdown value ``<Family>/<name>`` -> folder, for each model folder directly under a ``Janus-Pro``
+    (either checkpoint layout) or ``SimpleAR`` model folder. The loader only ever opens folders from this map."""
     from scalingar_core.models.janus.presets import is_janus_folder
+    from scalingar_core.models.simplear.presets import is_simplear_folder
 
     found: dict[str, str] = {}
-    for base in folder_paths.get_folder_paths(JANUS_FOLDER):
-        if not os.path.isdir(base):
-            continue
-        for name in sorted(os.listdir(base)):
-            path = os.path.join(base, name)
-            if is_janus_folder(path):
-                found.setdefault(f"{JANUS_FOLDER}/{name}", path)  # the first folder wins, like get_full_path
+    for family, accepts in ((JANUS_FOLDER, is_janus_folder), (SIMPLEAR_FOLDER, is_simplear_folder)):
+        for base in folder_paths.get_folder_paths(family):
+            if not os.path.isdir(base):
+                continue
+            for name in sorted(os.listdir(base)):
+                path = os.path.join(base, name)
+                if accepts(path):
+                    found.setdefault(f"{family}/{name}", path)  # the first folder wins, like get_full_path
     return found
 
 

@@ -21,6 +21,7 @@ from scalingar_core.models.janus.presets import PRESETS, load_checkpoint, load_p
 from scalingar_core.models.janus.weights import from_original  # noqa: E402
 from scalingar_core.models.vq16 import VQConfig, VQModel  # noqa: E402
 from scalingar_core.testing import janus as synthetic
+from scalingar_core.testing.sessions import step_rows
 
 SHORT = "a red cube"
 LONG = "a photo of two small green sphere on the left of a big blue cube on the left of a cat"
@@ -162,23 +163,11 @@ def test_without_guidance_only_the_conditional_rows_are_decoded(tiny):
 
 def test_scalingar_path_prunes_and_selects(tiny):
     _, ours = tiny
-    rows_seen = []
-    start = ours.start
-
-    def spy(condition, n, **kw):
-        session = start(condition, n, **kw)
-        step = session.step
-        session.step = lambda tokens: rows_seen.append(len(tokens)) or step(tokens)
-        return session
-
-    ours.start = spy
-    try:
-        config = RunConfig(strategy="scalingar", sampling=SamplingConfig(num_trajectories=4, seed=3),
-                           gate=GateConfig(hard_fail=0.99, min_survivors=2))
+    config = RunConfig(strategy="scalingar", sampling=SamplingConfig(num_trajectories=4, seed=3),
+                       gate=GateConfig(hard_fail=0.99, min_survivors=2))
+    with step_rows(ours) as rows_seen:
         result = generate(ours, ours.encode(SHORT), config)
         again = generate(ours, ours.encode(SHORT), config)
-    finally:
-        del ours.start
     removed = [r for r in result.trace.trajectories if r.removed_at is not None]
     assert len(removed) == 2 and result.selected not in {r.index for r in removed}
     assert rows_seen[0] == 4 and rows_seen[-1] == 2  # the session really shrank

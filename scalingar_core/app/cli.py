@@ -44,7 +44,7 @@ def _load(args):
     if args.download:
         _announce_download(args)
     return registry.load(args.model, models_dir=args.models_dir, device=args.device, dtype=_dtype(args.dtype),
-                         download=args.download, progress=_progress)
+                         download=args.download, progress=_progress, image_size=getattr(args, "image_size", None))
 
 
 FLAG_DEFAULTS = {"num_trajectories": 8, "seed": 0}  # what --n and --seed mean when neither they nor --config say
@@ -157,9 +157,11 @@ def cmd_download(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    from ..models.checkpoints import convert_checkpoint
-
-    path = convert_checkpoint(args.src, args.dst)
+    if Path(args.src).suffix == ".jit":  # a Cosmos decoder.jit (SimpleAR): read safely, never torch.jit.load
+        from ..models.cosmos.decoder import convert_decoder as convert
+    else:
+        from ..models.checkpoints import convert_checkpoint as convert
+    path = convert(args.src, args.dst)
     print(f"wrote {path}")
     return 0
 
@@ -183,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--device", default=None, help="torch device (default: the model's choice: cuda when available for LlamaGen, cpu for the toy models)")
         sp.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
         sp.add_argument("--download", action="store_true", help="download missing weights from Hugging Face")
+        sp.add_argument("--image-size", type=int, default=None,
+                        help="image size in px for models that decode several (SimpleAR: 256, 512, 768, 1024; "
+                             "default 1024); others have their own fixed size")
 
     g = sub.add_parser("generate", help="generate one image (--prompt), or K images per line of a prompt file "
                                         "(--prompts)")
@@ -224,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_args(dl)
     dl.set_defaults(func=cmd_download)
 
-    cv = sub.add_parser("convert", help="write a safetensors copy of an upstream .pt checkpoint")
+    cv = sub.add_parser("convert", help="write a safetensors copy of an upstream .pt checkpoint or Cosmos decoder.jit")
     cv.add_argument("src")
     cv.add_argument("dst")
     cv.set_defaults(func=cmd_convert)

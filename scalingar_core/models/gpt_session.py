@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 
 from .gpt import GPT, KVCache
+from .protocol import keep_rows, step_tokens
 
 
 def _rows(t: torch.Tensor, n: int, what: str) -> torch.Tensor:
@@ -207,9 +208,7 @@ class GPTSession:
         model, n = self.model, self._n
         if self._slots is None and self._pos >= model.config.seq_len:
             raise RuntimeError(f"all {model.config.block_size} image positions are already decoded")
-        tokens = torch.as_tensor(tokens, device=self._rope.device).long().reshape(-1)
-        if tokens.numel() != n:
-            raise ValueError(f"step() needs one token per trajectory ({n}), got {tokens.numel()}")
+        tokens = step_tokens(tokens, n, self._rope.device)
         if self.guidance:
             tokens = torch.cat([tokens, tokens])
         if self._slots is not None:
@@ -241,11 +240,7 @@ class GPTSession:
 
     @torch.no_grad()
     def keep(self, rows: torch.Tensor) -> None:
-        rows = torch.as_tensor(rows, device=self._rope.device).long().reshape(-1)
-        if rows.numel() == 0:
-            raise ValueError("keep() needs at least one row")
-        if int(rows.min()) < 0 or int(rows.max()) >= self._n:
-            raise ValueError(f"keep() rows must be in [0, {self._n}), got {rows.tolist()}")
+        rows = keep_rows(rows, self._n, self._rope.device)
         if self.caches is None:  # before prefill: the per-row inputs follow the rows (shared ones stay)
             self._cond = self._cond if self._cond.shape[0] == 1 else self._cond.index_select(0, rows)
             if self._uncond is not None and self._uncond.shape[0] > 1:

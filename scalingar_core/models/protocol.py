@@ -101,3 +101,39 @@ def set_compile(model: ARModel, enabled: bool) -> None:
                              "run it without compile")
         return
     model.compile_decode = bool(enabled)
+
+
+def step_tokens(tokens, n: int, device) -> torch.Tensor:
+    """``DecodeSession.step``'s argument as ``[n]`` long on ``device`` (one token per trajectory), or the error."""
+    tokens = torch.as_tensor(tokens, device=device).long().reshape(-1)
+    if tokens.numel() != n:
+        raise ValueError(f"step() needs one token per trajectory ({n}), got {tokens.numel()}")
+    return tokens
+
+
+def keep_rows(rows, n: int, device) -> torch.Tensor:
+    """``DecodeSession.keep``'s argument as ``[m]`` long on ``device`` (indices into the current ``n``)."""
+    rows = torch.as_tensor(rows, device=device).long().reshape(-1)
+    if rows.numel() == 0:
+        raise ValueError("keep() needs at least one row")
+    if int(rows.min()) < 0 or int(rows.max()) >= n:
+        raise ValueError(f"keep() rows must be in [0, {n}), got {rows.tolist()}")
+    return rows
+
+
+def raster_codes(codes, size: int, device, grid: tuple[int, int] | None = None
+                 ) -> tuple[torch.Tensor, tuple[int, int]]:
+    """``ARModel.decode``'s argument as ``[B, h*w]`` long on ``device`` with its ``(h, w)`` grid (default: a
+    square), every code checked to lie in ``[0, size)``."""
+    codes = torch.as_tensor(codes, device=device).long()
+    if codes.dim() != 2:
+        raise ValueError(f"codes must be [B, h*w], got {tuple(codes.shape)}")
+    if grid is None:
+        side = int(round(codes.shape[1] ** 0.5))
+        grid = (side, side)
+    h, w = grid
+    if h * w != codes.shape[1]:
+        raise ValueError(f"{codes.shape[1]} codes do not fill a {h}x{w} grid")
+    if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= size):
+        raise ValueError(f"codes must be in [0, {size}), got range [{int(codes.min())}, {int(codes.max())}]")
+    return codes, (h, w)

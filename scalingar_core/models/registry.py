@@ -27,7 +27,8 @@ def register(entry: ModelEntry) -> None:
     _REGISTRY[entry.info.name] = entry
 
 
-FAMILIES = ("scalingar_core.models.toy.model", "scalingar_core.models.llamagen.presets", "scalingar_core.models.janus.presets")
+FAMILIES = ("scalingar_core.models.toy.model", "scalingar_core.models.llamagen.presets", "scalingar_core.models.janus.presets",
+            "scalingar_core.models.simplear.presets")
 
 
 def _families():
@@ -62,9 +63,18 @@ def entry(name: str) -> ModelEntry:
     return _REGISTRY[name]
 
 
-def load(name: str, **kwargs) -> ARModel:
-    """Load a registered model by name (kwargs: models_dir, device, dtype, download, progress)."""
-    return entry(name).loader(**kwargs)
+def load(name: str, image_size: int | None = None, **kwargs) -> ARModel:
+    """Load a registered model by name (kwargs: models_dir, device, dtype, download, progress).
+
+    ``image_size`` (px): for models that decode several sizes (their info lists ``image_sizes``); None = the
+    model's own."""
+    e = entry(name)
+    if image_size is not None:
+        if not e.info.extra.get("image_sizes"):
+            raise ValueError(f"{name} decodes only {e.info.extra.get('image_size', 'its own')} px images: the image "
+                             f"size is a setting of SimpleAR models; leave it at the model's default")
+        kwargs["image_size"] = int(image_size)
+    return e.loader(**kwargs)
 
 
 def recognises(path) -> bool:
@@ -83,6 +93,6 @@ def load_checkpoint(path, **kwargs) -> ARModel:
         model = loader(path, **kwargs) if loader else None
         if model is not None:
             return model
-    raise ValueError(f"{path}: not a checkpoint of a known family (LlamaGen/AR-GRPO GPT, toy-shapes, Janus-Pro "
+    raise ValueError(f"{path}: not a checkpoint of a known family (LlamaGen/AR-GRPO GPT, toy-shapes, Janus-Pro or SimpleAR "
                      f"folder); "
                      f"use a registered preset name instead ({', '.join(names())})")

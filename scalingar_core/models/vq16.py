@@ -12,6 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .protocol import raster_codes
+
 
 @dataclass(frozen=True)
 class VQConfig:
@@ -204,18 +206,7 @@ class VQModel(nn.Module):
 
         ``grid`` defaults to a square; ``chunk`` images are decoded at a time to bound activation memory
         (default :func:`decode_chunk`)."""
-        codes = torch.as_tensor(codes, device=self.post_quant_conv.weight.device).long()
-        if codes.dim() != 2:
-            raise ValueError(f"codes must be [B, h*w], got {tuple(codes.shape)}")
-        if grid is None:
-            side = int(round(codes.shape[1] ** 0.5))
-            grid = (side, side)
-        h, w = grid
-        if h * w != codes.shape[1]:
-            raise ValueError(f"{codes.shape[1]} codes do not fill a {h}x{w} grid")
-        size = self.config.codebook_size
-        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= size):
-            raise ValueError(f"codes must be in [0, {size}), got range [{int(codes.min())}, {int(codes.max())}]")
+        codes, (h, w) = raster_codes(codes, self.config.codebook_size, self.post_quant_conv.weight.device, grid)
         chunk = chunk or decode_chunk(max(h, w) * self.config.downsample)
         out = []
         for part in codes.split(max(1, chunk)):

@@ -123,10 +123,10 @@ def outputs(g, sampler, x, y, prefix, save_trace=True):
         g.link(sampler, "trace", tsave, "trace")
 
 
-def single(name, model, prompt, prefix, note, dtype="auto"):
+def single(name, model, prompt, prefix, note, dtype="auto", image_size="model default"):
     g = Graph()
     g.note((20, 20), (420, 200), note)
-    loader = g.add("ScalingARModelLoader", (20, 250), (320, 110), [model, dtype, False])
+    loader = g.add("ScalingARModelLoader", (20, 250), (320, 130), [model, dtype, False, image_size])
     encode = g.add("ScalingARTextEncode", (20, 400), (320, 160), [prompt])
     g.link(loader, "model", encode, "model")
     sampler = scalingar_chain(g, loader, encode, 470, 20, "ScalingAR Sampler")
@@ -143,7 +143,7 @@ def versus(name):
            "Bottom: Best-of-N samples all 8 to the end and keeps the most confident.\n"
            "Compare the images, and the tokens_generated in each trace (ScalingAR spends fewer).\n"
            "Swap the loader's model for llamagen-t2i-xl-512 to compare on LlamaGen.")
-    loader = g.add("ScalingARModelLoader", (20, 280), (320, 110), ["toy-shapes-256", "auto", False])
+    loader = g.add("ScalingARModelLoader", (20, 280), (320, 130), ["toy-shapes-256", "auto", False, "model default"])
     encode = g.add("ScalingARTextEncode", (20, 430), (320, 160), ["a red circle left of a blue square"])
     g.link(loader, "model", encode, "model")
     top = scalingar_chain(g, loader, encode, 470, 20, "ScalingAR")
@@ -190,6 +190,20 @@ WORKFLOWS = {
         "deepseek-ai/Janus-Pro-1B in models/Janus-Pro/<name>/ also works: pick it in the loader instead.\n"
         "Sampling keeps the model card's defaults (CFG 5, temperature 1, no top-k): -1 / 0 on the sampler "
         "mean 'model default'. About 5 GB of VRAM at N = 8 in bf16; the vision tower is never loaded."),
+    "simplear_1.5b_scalingar": lambda n: single(
+        n, "simplear-1.5b-rl", "a red fox sitting in fresh snow, soft morning light, photograph",
+        "scalingar/simplear_1.5b",
+        "ScalingAR on SimpleAR-1.5B-RL at 1024x1024 (4096 tokens, the longest sequences of the paper's four "
+        "families) with the same universal configuration.\n\n"
+        "Needs Daniel0724/SimpleAR-1.5B-RL (about 3.5 GB) and decoder.jit of "
+        "nvidia/Cosmos-1.0-Tokenizer-DV8x16x16 in models/scalingar/: switch download_if_missing on to fetch "
+        "them. A folder in models/SimpleAR/<name>/ (decoder.jit beside it in "
+        "models/SimpleAR/Cosmos-1.0-Tokenizer-DV8x16x16/) also works. The decoder's TorchScript file is read as "
+        "data, never run.\n"
+        "image_size on the loader: 256 / 512 / 768 / 1024 px. Sampling keeps SimpleAR's evaluation settings "
+        "(CFG 6, temperature 1, all 64,000 codes): -1 / 0 on the sampler mean 'model default'. About 7.5 GB "
+        "of VRAM at N = 8, 1024 px, bf16. Unverified against the real weights (none could be fetched where "
+        "this was built).", image_size="1024"),
     "scalingar_vs_best_of_n": versus,
 }
 

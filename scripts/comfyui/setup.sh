@@ -72,7 +72,7 @@ EOF
     > "$COMFYUI_HOME/requirements.filtered.txt"
   log "installing ComfyUI requirements, this pack's requirements and the test clients"
   quiet_pip "${PIP[@]}" -r "$COMFYUI_HOME/requirements.filtered.txt" \
-    numpy pillow safetensors huggingface_hub transformers tokenizers sentencepiece ftfy beautifulsoup4 matplotlib \
+    numpy pillow safetensors huggingface_hub transformers tokenizers sentencepiece ftfy beautifulsoup4 matplotlib diffusers \
     requests websocket-client pytest \
     "$TORCH_SPEC" "$TORCHVISION_SPEC"
   echo "$STAMP_KEY" > "$STAMP"

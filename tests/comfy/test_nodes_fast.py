@@ -114,7 +114,8 @@ def test_dropdown_values_are_validated_for_every_combo_input(cenv):
     import inspect
 
     for node_id, cls in cenv.pack.NODE_CLASS_MAPPINGS.items():
-        required = cls.GET_NODE_INFO_V1()["input"]["required"]
+        inputs = cls.GET_NODE_INFO_V1()["input"]
+        required = {**inputs["required"], **inputs.get("optional", {})}  # optional dropdowns are checked too
         combos = [name for name, spec in required.items() if spec[0] == "COMBO"]
         if not combos:
             continue
@@ -335,6 +336,40 @@ def test_janus_presets_and_janus_pro_folders_in_the_dropdown_load_encode_and_sam
 
         shutil.rmtree(folder)
         shutil.rmtree(base / "not-janus")
+
+
+def test_simplear_folders_in_the_dropdown_load_at_the_chosen_size_encode_and_sample(cenv, monkeypatch):
+    """A SimpleAR folder in models/SimpleAR/ with its Cosmos decoder beside it is listed, loads at the
+    loader's image size, encodes its prompt frame and samples with a removal (a third family's glue)."""
+    import shutil
+
+    import folder_paths
+
+    from scalingar_core.models.simplear import model as simplear
+    from scalingar_core.testing import simplear as synthetic
+    from scalingar_core.testing.cosmos import TINY
+
+    monkeypatch.setattr(simplear, "DECODER_CONFIG", TINY)  # the tiny archive's tokenizer, not DV8x16x16
+    base = Path(folder_paths.get_folder_paths(cenv.nodes.models.SIMPLEAR_FOLDER)[0])
+    folder, decoder = synthetic.write_folder(base)
+    shutil.move(str(decoder.parent), str(base / "Cosmos-1.0-Tokenizer-DV8x16x16"))
+    try:
+        info = cenv.nodes.loader.ScalingARModelLoader.GET_NODE_INFO_V1()["input"]
+        assert {"simplear-1.5b-rl", "SimpleAR/SimpleAR-tiny"} <= set(info["required"]["model"][1]["options"])
+        assert "SimpleAR/Cosmos-1.0-Tokenizer-DV8x16x16" not in info["required"]["model"][1]["options"]
+        assert "1024" in info["optional"]["image_size"][1]["options"]
+        patcher = cenv.nodes.loader.ScalingARModelLoader.execute("SimpleAR/SimpleAR-tiny", "float32", False, "256")[0]
+        assert set(patcher.model.parts.keys()) == {"simplear", "cosmos"}
+        cond = cenv.nodes.encode.ScalingARTextEncode.execute(patcher, "a red cube")[0]
+        _, gate, _ = policy(cenv)
+        image, candidates, trace, entropy_map = run_sampler(cenv, patcher, cond, n=3, gate=gate).args
+        assert image.shape == (1, 256, 256, 3) and candidates.shape == (3, 256, 256, 3)
+        assert trace.steps == 256 and any(t.removed_at is not None for t in trace.trajectories)
+        with pytest.raises(ValueError, match="the image size is a setting of SimpleAR models"):
+            cenv.nodes.loader.ScalingARModelLoader.execute("toy-shapes-256", "float32", False, "512")
+    finally:
+        shutil.rmtree(folder)
+        shutil.rmtree(base / "Cosmos-1.0-Tokenizer-DV8x16x16")
 
 
 def test_janus_preset_without_weights_names_repo_files_and_folder(cenv):

@@ -33,7 +33,8 @@ def toy_steps() -> int:
 
     h, w = registry.entry(registry.DEFAULT_MODEL).info.grid
     return h * w
-ALL_WORKFLOWS = OFFLINE_WORKFLOWS + ["llamagen_t2i_512_scalingar", "ar_grpo_256_scalingar", "janus_pro_1b_scalingar"]
+ALL_WORKFLOWS = OFFLINE_WORKFLOWS + ["llamagen_t2i_512_scalingar", "ar_grpo_256_scalingar", "janus_pro_1b_scalingar",
+                                     "simplear_1.5b_scalingar"]
 NODE_IDS = {"ScalingARModelLoader", "ScalingARTextEncode", "ScalingARConfidenceProfile", "ScalingARTerminationGate",
             "ScalingARGuidanceScheduler", "ScalingARSampler", "ScalingARTracePlot", "ScalingARTraceSave"}
 
@@ -199,6 +200,16 @@ def test_janus_workflow_is_accepted_and_stops_at_the_loader_naming_the_missing_f
     message = run.error["exception_message"]
     assert "deepseek-community/Janus-Pro-1B" in message and "model.safetensors" in message, message
     assert "deepseek-community--Janus-Pro-1B" in message, message
+
+
+def test_simplear_workflow_is_accepted_and_stops_at_the_loader_naming_the_missing_files(server, object_info):
+    """The SimpleAR template (image_size 1024 on the loader) converts against the live schemas, POST /prompt
+    accepts it, and without weights the loader fails naming the repository and its folder."""
+    run = Run(server, api_prompt("simplear_1.5b_scalingar", object_info))
+    assert run.error is not None
+    assert run.error["node_type"] == "ScalingARModelLoader", run.error
+    message = run.error["exception_message"]
+    assert "Daniel0724/SimpleAR-1.5B-RL" in message and "Daniel0724--SimpleAR-1.5B-RL" in message, message
 
 
 def test_templates_and_web_extension_are_served(server):

@@ -10,6 +10,7 @@ import torch.nn as nn
 
 from ..checkpoints import load_module
 from ..device import resolve_device, resolve_dtype
+from ..hf_session import check_transformers as hf_check_transformers
 from ..protocol import SamplingDefaults
 from ..vq16 import VQConfig, decode_chunk, decoder_activation_bytes
 from . import configs, weights
@@ -19,18 +20,10 @@ from .session import JanusSession
 # The model card's image-generation settings (and transformers' default guidance_scale 5).
 JANUS_DEFAULTS = SamplingDefaults(cfg_scale=5.0, top_k=0, top_p=1.0, temperature=1.0)
 PROMPT_TOKENS = 64  # prompt length the memory table assumes (chat turn included)
-MIN_TRANSFORMERS = "5.24"  # the release the oracle tests pass on (the pack only needs >=4.40 for T5)
 
 
 def check_transformers() -> None:
-    """A clear error instead of a deep one when the installed transformers predates the verified range."""
-    import transformers
-    from packaging.version import Version
-
-    if Version(transformers.__version__) < Version(MIN_TRANSFORMERS):
-        raise RuntimeError(f"Janus-Pro needs transformers >= {MIN_TRANSFORMERS} (this environment has "
-                           f"{transformers.__version__}): run `pip install -U 'transformers>={MIN_TRANSFORMERS},<6'` "
-                           f"in the Python that runs ComfyUI (or `pip install -r requirements.txt` in this pack)")
+    hf_check_transformers("Janus-Pro")
 
 
 class JanusGenerator(nn.Module):
