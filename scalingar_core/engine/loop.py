@@ -89,7 +89,7 @@ class _Run:
         needs_profile = pruning or (strategy in ("best_of_n", "importance_sampling") and reward is None)
         self.observe = observe or needs_profile
         # Upstream samples CFG <= 1 from the conditional rows alone. The unconditional rows stay when the
-        # profile needs them (eq. 9's KL) or the scheduler may raise the scale above 1.
+        # profile needs them (eq. 7 (9)'s KL) or the scheduler may raise the scale above 1.
         self.guided = self.observe or self.use_scheduler or self.s.cfg_scale > 1
         self.history = History(n, self.steps, self.device)
         self.profile = ConfidenceProfile(config.profile, model.grid, n, self.device, self.history) if self.observe else None
