@@ -48,7 +48,8 @@ def token_confidence(entropy_norm: torch.Tensor, margin: torch.Tensor, alpha_h: 
 
 
 def ema(previous: torch.Tensor, value: torch.Tensor, rate: float) -> torch.Tensor:
-    """The EMAs of eq. 5 (6), v3 §4.1.1 (8), v3 §4.1.2 (10) and eq. 9 (13): x_t = (1 − λ)·x_{t−1} + λ·value (λ weights the new value, A3), as one lerp."""
+    """The EMAs of eq. 5 (6), v3 §4.1.1 (8), v3 §4.1.2 (10) and eq. 9 (13): x_t = (1 − λ)·x_{t−1} + λ·value
+    (λ weights the new value, A3), as one lerp."""
     return torch.lerp(previous, value, rate)
 
 

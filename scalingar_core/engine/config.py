@@ -1,4 +1,4 @@
-"""Every setting of ScalingAR (``shared/method.md`` §3) with its default, validated on construction.
+"""Every setting of ScalingAR (``docs/method.md``, "Every default") with its default, validated on construction.
 
 Settings marked RECONSTRUCTED are our reading where no source gives the value or the rule; each says what
 the alternative reading is, so it can be switched without touching the engine.
@@ -165,7 +165,8 @@ class SamplingConfig(_Config):
 
 @dataclass
 class ProfileConfig(_Config):
-    """Profile level, eqs. 5–8 (v1 5–12; docs/method.md): how one calibrated confidence C per trajectory is formed."""
+    """Profile level, eqs. 5–8 (v1 5–12; docs/method.md): how one calibrated confidence C per trajectory
+    is formed."""
 
     alpha_h: float = 0.5  # eq. 5 (5) entropy weight (v3 table; v3 §D.2 finds 0.7/0.3 slightly better, A17)
     alpha_m: float = 0.5  # eq. 5 (5) margin weight

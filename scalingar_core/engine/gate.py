@@ -1,4 +1,5 @@
-"""Policy level: the adaptive termination gate (eq. 9 (13), docs/method.md, with warm-up, recovery, protection horizon, hard fail).
+"""Policy level: the adaptive termination gate (eq. 9 (13) of docs/method.md, with warm-up, recovery,
+protection horizon, hard fail).
 
 A trajectory is removed when it sits in a low-confidence basin — flagged below θ and not rebounding for a
 whole recovery window — or at once when C falls under the hard-fail floor. How "probation" and "rebound"

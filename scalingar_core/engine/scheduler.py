@@ -1,4 +1,5 @@
-"""Policy level: the guidance scheduler, eq. 10 (v1 14–15; docs/method.md). Each trajectory gets its own CFG scale."""
+"""Policy level: the guidance scheduler, eq. 10 (v1 14–15; docs/method.md). Each trajectory gets its own
+CFG scale."""
 from __future__ import annotations
 
 import torch
