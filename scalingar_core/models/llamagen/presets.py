@@ -1,4 +1,4 @@
-"""Registry entries for the released LlamaGen and AR-GRPO checkpoints (``shared/llamagen.md`` §4.5, §5, §6)."""
+"""Registry entries for the released LlamaGen and AR-GRPO checkpoints (``docs/models.md``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -28,7 +28,7 @@ class Preset:
     vq_filename: str
     defaults: SamplingDefaults
     image_size: int
-    padding_side: str = "left"  # t2i caption layout: LlamaGen left, AR-GRPO right (§3.4, §6)
+    padding_side: str = "left"  # t2i caption layout: LlamaGen left, AR-GRPO right (docs/models.md)
     vq: VQConfig = VQConfig()
     text_encoder_repo: str | None = T5_REPO  # None for c2i
     vq_in_checkpoint: str = "never"  # "maybe": the GPT file may carry vq_model.* keys (detected at load)
