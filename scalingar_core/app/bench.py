@@ -30,6 +30,7 @@ from ..engine.trace import json_safe
 from ..errors import RunAborted, echo, exit_status
 from ..models.device import check_device
 from ..models.registry import DEFAULT_MODEL
+from ..models.toy.checker import FAILURE_KINDS, failure_kind
 from .shard import Shard, gather
 
 ABLATIONS = {
@@ -166,25 +167,6 @@ def within_prompt_auroc(records: list[dict], values_of) -> float | None:
         if a is not None:
             vals.append(a)
     return float(np.mean(vals)) if vals else None
-
-
-FAILURE_KINDS = ("malformed shape", "wrong object", "missing object", "extra object", "wrong relation")
-
-
-def failure_kind(reason: str | None) -> str | None:
-    """The kind of a toy checker's failure reason (None for a pass or an unscored image): a shape that is
-    none of the three, a wanted object drawn as another colour or shape (something missing and something
-    unexpected), an object missing, an extra object, or the right objects in the wrong relation."""
-    if not reason or reason.startswith("ok"):
-        return None
-    if reason.startswith("malformed"):
-        return "malformed shape"
-    missing, extra = reason.startswith("missing"), "unexpected" in reason
-    if missing and extra:
-        return "wrong object"
-    if missing or extra:
-        return "missing object" if missing else "extra object"
-    return "wrong relation"
 
 
 def selection_accuracy(records: list[dict], signal: str) -> float | None:
