@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -58,10 +59,13 @@ def _config(args) -> RunConfig:
 def cmd_generate(args) -> int:
     from ..engine.images import grid_image, to_pil
     from ..engine.loop import generate
+    from ..engine.trace import json_safe
     from ..models.device import check_device
     from ..models.protocol import set_compile
+    from .candidates import candidate_panels
     from .entropy_map import entropy_panels
     from .plot import plot_trace
+    from .verdict import check_candidates, verdict_lines
 
     # everything the user gave is checked before the model loads (minutes for LlamaGen)
     config = _config(args)
@@ -81,16 +85,21 @@ def cmd_generate(args) -> int:
     check_device(args.device)
     model = _load(args)
     set_compile(model, args.compile)
+    condition = model.encode(args.prompt)
     start = time.perf_counter()
-    result = generate(model, model.encode(args.prompt), config)
+    result = generate(model, condition, config)
     seconds = time.perf_counter() - start
     files.save_image(to_pil(result.image), out / "image.png")
-    result.trace.save_json(trace_path)  # before the pictures: a failure drawing them must not lose the trace
-    grid = to_pil(grid_image(result.images))
-    if min(result.images.shape[-2:]) < 128:  # tiny toy images: enlarge the overview, keep pixels sharp
-        scale = -(-128 // min(result.images.shape[-2:]))
-        grid = grid.resize((grid.width * scale, grid.height * scale), resample=0)
-    files.save_image(grid, out / "candidates.png")
+    report = check_candidates(condition, result)  # the toy checker's verdicts, for prompts it can read
+    # the trace before the pictures: a failure drawing them must not lose it
+    if report is None:
+        result.trace.save_json(trace_path)
+    else:
+        files.write_text(trace_path, json.dumps(json_safe({**result.trace.to_dict(), "checker": report}),
+                                                allow_nan=False))
+    notes = {c["index"]: c["verdict"].split(":")[0] for c in report["candidates"] if c["checked"]} if report else None
+    files.save_image(to_pil(grid_image(candidate_panels(result.images, result.trace, notes))),
+                     out / "candidates.png")
     if args.all:
         for rec in result.trace.trajectories:
             if rec.removed_at is None:
@@ -98,8 +107,11 @@ def cmd_generate(args) -> int:
     files.save_image(plot_trace(result.trace), out / "trace_plot.png")
     files.save_image(to_pil(grid_image(entropy_panels(result.decoded, result.trace))), out / "entropy.png")
     removed = [r for r in result.trace.trajectories if r.removed_at is not None]
-    print(f"model {args.model}  strategy {config.strategy}  selected trajectory {result.selected}  "
-          f"tokens {result.tokens_generated}  removed {len(removed)}  {seconds:.1f} s")
+    print(f"model {args.model}  strategy {config.strategy}  chosen #{result.selected}  "
+          f"tokens {result.tokens_generated}  removed {len(removed)} of {len(result.trace.trajectories)}  "
+          f"{seconds:.1f} s")
+    if report is not None:
+        print("\n".join(verdict_lines(report, result.trace.steps)))
     print(f"wrote {out / 'image.png'}, {out / 'candidates.png'}, {out / 'trace_plot.png'}, "
           f"{out / 'entropy.png'}, {trace_path}")
     return 0
