@@ -11,7 +11,8 @@ from .. import files
 from ..engine.config import STRATEGIES, RunConfig, SamplingConfig, read_overrides
 from ..errors import exit_status
 from ..models.download import default_models_dir
-from ..models.registry import DEFAULT_MODEL
+from ..models.registry import DEFAULT_MODEL, model_help
+from .help import COMPILE_HELP
 
 
 def _dtype(name: str | None):
@@ -160,22 +161,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m scalingar_core", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
-    def model_args(sp):
-        sp.add_argument("--model", default=DEFAULT_MODEL, help="registered model name (see `list`)")
+    def model_choice(sp):
+        sp.add_argument("--model", default=DEFAULT_MODEL, help=model_help())
         sp.add_argument("--models-dir", type=Path, default=default_models_dir(),
                         help="where checkpoints live or are downloaded (default: $SCALINGAR_MODELS_DIR or "
                              "~/.cache/scalingar/models)")
-        sp.add_argument("--device", default=None, help="torch device (default: the model's choice: cuda when available for LlamaGen, cpu for the toy models)")
-        sp.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
-        sp.add_argument("--download", action="store_true", help="download missing weights from Hugging Face")
 
-    g = sub.add_parser("generate", help="generate one image")
-    model_args(g)
+    g = sub.add_parser("generate", help="generate an image from --prompt, or one per prompt of a --prompts file",
+                       description="Generate with N trajectories and write the chosen image, every candidate, "
+                                   "the trace plot, the entropy map and the trace to --out.")
+    model_choice(g)
+    g.add_argument("--device", default=None, help="torch device (default: the model's choice: cuda when available "
+                                                  "for LlamaGen and Janus-Pro, cpu for the toy models)")
+    g.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    g.add_argument("--download", action="store_true", help="download missing weights from Hugging Face (the "
+                                                           "files and their sizes are listed first)")
     what = g.add_mutually_exclusive_group(required=True)
     what.add_argument("--prompt")
     what.add_argument("--prompts", help="a prompt file (.txt: one per line; .jsonl: {\"prompt\": ...} per line): one "
                                         "image each in OUT/<index>/, shardable with torchrun / accelerate launch")
-    g.add_argument("--strategy", default="scalingar", choices=STRATEGIES)
+    g.add_argument("--strategy", default="scalingar", choices=STRATEGIES,
+                   help="one of %(choices)s (default %(default)s)")
     g.add_argument("--n", "--num-trajectories", dest="n", type=int, default=8,
                    help="number of trajectories N (under torchrun spell it --num-trajectories: torchrun reads --n as its own)")
     g.add_argument("--seed", type=int, default=0)
@@ -189,16 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", default="out", help="output folder")
     g.add_argument("--trace", default=None, help="trace JSON path (default: OUT/trace.json)")
     g.add_argument("--all", action="store_true", help="also write every surviving candidate as PNG")
-    g.add_argument("--compile", action="store_true",
-                   help="torch.compile the decode step (one graph per batch size; CUDA graphs on GPUs); the first "
-                        "steps of each batch size pay the compilation")
+    g.add_argument("--compile", action="store_true", help=COMPILE_HELP)
     g.set_defaults(func=cmd_generate)
 
     ls = sub.add_parser("list", help="list registered models")
     ls.set_defaults(func=cmd_list)
 
-    dl = sub.add_parser("download", help="download a model's files")
-    model_args(dl)
+    dl = sub.add_parser("download", help="download a model's files (listed with their sizes first)")
+    model_choice(dl)
     dl.set_defaults(func=cmd_download)
 
     cv = sub.add_parser("convert", help="write a safetensors copy of an upstream .pt checkpoint")
