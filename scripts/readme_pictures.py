@@ -1,7 +1,8 @@
 """The README's pictures and what they were made from.
 
 Beside each picture ``docs/NAME.png`` lies ``docs/NAME.json``: the picture's own sha256, the command that
-made it, and the sha256 of every source it shows (the workflow file, the model weights, the script). A
+made it, and the sha256 of every source it shows (the workflow file, the model weights, the script and the module
+that draws it). A
 picture is stale when any source has changed since (``tests/test_readme_pictures.py`` fails then).
 
     .venv/bin/python scripts/readme_pictures.py      # retake the main job's pictures (seconds, CPU)
@@ -25,9 +26,10 @@ REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 TOY_WEIGHTS = "scalingar_core/models/toy/weights/toy-shapes-256.safetensors"
 TOY_WORKFLOW = "workflows/toy_shapes_scalingar.json"
-# main job output -> README picture
-MAIN_JOB = {"candidates.png": "main_job_candidates.png", "trace_plot.png": "main_job_trace_plot.png",
-            "entropy.png": "main_job_entropy.png"}
+# main job output -> (README picture, the module that draws it)
+MAIN_JOB = {"candidates.png": ("main_job_candidates.png", "scalingar_core/app/candidates.py"),
+            "trace_plot.png": ("main_job_trace_plot.png", "scalingar_core/app/plot.py"),
+            "entropy.png": ("main_job_entropy.png", "scalingar_core/app/entropy_map.py")}
 MAIN_JOB_SOURCES = (TOY_WEIGHTS, "scripts/main_job.sh")
 
 
@@ -69,12 +71,13 @@ def problems(picture: Path) -> list[str]:
 
 def main() -> int:
     """Run the main job as the README shows it and copy its pictures into docs/, stamped."""
-    command = "bash scripts/main_job.sh"
+    command = "bash scripts/main_job.sh"  # as the README shows it
     with tempfile.TemporaryDirectory() as out:
         subprocess.run(["bash", "scripts/main_job.sh"], cwd=REPO, check=True, env={**os.environ, "OUT": out})
-        for made, picture in MAIN_JOB.items():
+        for made, (picture, drawn_by) in MAIN_JOB.items():
             shutil.copyfile(Path(out) / made, DOCS / picture)
-            stamp(DOCS / picture, MAIN_JOB_SOURCES, "python scripts/readme_pictures.py (runs " + command + ")")
+            stamp(DOCS / picture, (*MAIN_JOB_SOURCES, drawn_by),
+                  f"python scripts/readme_pictures.py (runs {command})")
             print(f"wrote docs/{picture} and docs/{stamp_path(DOCS / picture).name}")
     return 0
 
