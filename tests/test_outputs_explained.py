@@ -59,7 +59,10 @@ def test_candidate_panels_frame_only_the_chosen_one_in_green():
     h = panels.shape[-2]
     top = h - 96  # the caption rows sit above the 96-pixel image
     green, red = np.array(cand.CHOSEN_RGB), np.array(REMOVED_RGB)
-    corner = lambda p: p[:, top + 1, 1].numpy()  # noqa: E731
+
+    def corner(panel):
+        return panel[:, top + 1, 1].numpy()
+
     assert np.allclose(corner(panels[2]), green, atol=1 / 255)
     assert np.allclose(corner(panels[0]), red, atol=1 / 255)  # the sampler's red frame stays
     for i in (1, 3):

@@ -31,8 +31,8 @@ from ..errors import RunAborted, echo, exit_status
 from ..models.device import check_device
 from ..models.registry import DEFAULT_MODEL, model_help
 from ..models.toy.checker import FAILURE_KINDS, failure_kind
-from .shard import Shard, gather
 from .help import COMPILE_HELP
+from .shard import Shard, gather
 
 ABLATIONS = {
     "scalingar-no-conditional": {"strategy": "scalingar", "profile": {"w_i": 1.0, "w_d": 0.0}},

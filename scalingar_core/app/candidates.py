@@ -1,8 +1,9 @@
 """``candidates.png``: every candidate of one generation, numbered, with the chosen one framed in green.
 
 Each panel is two caption lines (``#i`` and what became of the candidate: chosen, or removed at which step;
-below, the checker's short verdict when there is one, or why it was removed) above the image. Removed candidates keep the red frame and diagonal
-the sampler gave them; the chosen one gets a green frame, so the two can never be confused.
+below, the checker's short verdict when there is one, or why it was removed) above the image. Removed
+candidates keep the red frame and diagonal the sampler gave them; the chosen one gets a green frame, so the
+two can never be confused.
 """
 from __future__ import annotations
 

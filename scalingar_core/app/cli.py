@@ -98,6 +98,7 @@ def cmd_generate(args) -> int:
     else:
         files.write_text(trace_path, json.dumps(json_safe({**result.trace.to_dict(), "checker": report}),
                                                 allow_nan=False))
+    # candidates.png's second caption line: the verdict's kind ("passes", "wrong object", ...)
     notes = {c["index"]: c["verdict"].split(":")[0] for c in report["candidates"] if c["checked"]} if report else None
     files.save_image(to_pil(grid_image(candidate_panels(result.images, result.trace, notes))),
                      out / "candidates.png")
