@@ -31,6 +31,16 @@ MAIN_JOB = {"candidates.png": ("main_job_candidates.png", "scalingar_core/app/ca
             "trace_plot.png": ("main_job_trace_plot.png", "scalingar_core/app/plot.py"),
             "entropy.png": ("main_job_entropy.png", "scalingar_core/app/entropy_map.py")}
 MAIN_JOB_SOURCES = (TOY_WEIGHTS, "scripts/main_job.sh")
+# ComfyUI screenshot -> the sources it shows besides the toy workflow and weights (the code that draws it)
+SCREENSHOT_SOURCES = {"widget_screenshot.png": ("web/scalingar_plot.js",),
+                      "widget_closeup.png": ("web/scalingar_plot.js",),
+                      "widget_closeup_vue.png": ("web/scalingar_plot.js",),
+                      "comfyui_trace_plot.png": ("scalingar_core/app/plot.py",),
+                      "comfyui_entropy_map.png": ("scalingar_core/app/entropy_map.py",)}
+
+
+def screenshot_sources(name: str) -> tuple[str, ...]:
+    return (TOY_WORKFLOW, TOY_WEIGHTS, *SCREENSHOT_SOURCES.get(name, ()))
 
 
 def sha256(path: Path) -> str:

@@ -16,7 +16,8 @@ Artifacts (test-artifacts/, suffix ``_vue`` for the Vue mode): comfyui_toy_workf
 comfyui_widget.png (the plot, at 2x), and in the classic mode comfyui_trace_plot.png and
 comfyui_entropy_map.png (the Trace Plot and entropy-map preview nodes, enlarged, at 2x). With
 SCALINGAR_UPDATE_SCREENSHOT=1 they are also copied to docs/ for the README, each with a JSON beside it
-recording the sha256 of the workflow and the model weights it shows (scripts/readme_pictures.py).
+recording the sha256 of the workflow, the model weights and the drawing code it shows
+(scripts/readme_pictures.py).
 """
 
 from __future__ import annotations
@@ -317,7 +318,7 @@ def test_toy_workflow_plots_in_the_browser(comfy_server, big_browser, artifacts,
                                                      not artifact.endswith("_vue.png")):
                 shutil.copyfile(artifacts / artifact, DOCS / doc)
                 # what it shows, so tests/test_readme_pictures.py can tell when it is stale
-                readme_pictures.stamp(DOCS / doc, (readme_pictures.TOY_WORKFLOW, readme_pictures.TOY_WEIGHTS),
+                readme_pictures.stamp(DOCS / doc, readme_pictures.screenshot_sources(doc),
                                       "SCALINGAR_UPDATE_SCREENSHOT=1 .scratch/comfyui/venv/bin/python -m pytest "
                                       "tests/browser/test_comfyui_widget.py")
     print(f"{mode}: server start {comfy_server.startup_seconds:.1f}s, UI load {load_s:.1f}s, run {run_s:.1f}s, "
