@@ -1,8 +1,8 @@
-"""How many visual tokens per image each reading of the termination gate spends (issue 8, A12).
+"""How many visual tokens per image each reading of the termination gate spends (A12, docs/method.md).
 
 The paper's one cost figure is the test: LlamaGen-512 (T = 1024), N = 8, ScalingAR spends **2350 visual
 tokens per image** against Best-of-N's 8192 (v3 Table 5, ratio 0.287). This drives the real
-``TerminationGate`` (``termination.replay``: no model, no profile) with
+``TerminationGate`` (``scalingar_core.engine.gate.replay``: no model, no profile) with
 
 * synthetic C traces — each trajectory's C declines steadily from its own level (the ranking is fixed,
   the easiest case to prune) after a warm-up transient, plus noise — at T = 256, 576, 1024 (AR-GRPO-256,
@@ -17,7 +17,8 @@ statistic measured on the real traces after warm-up. Each reading is probation �
     continuous | window | end_of_window   ×   running_min | flag | min_since_flag
 
     python benchmarks/gate_budget.py                                # synthetic sweep only (seconds)
-    python benchmarks/gate_budget.py --real toy-shapes-256 --prompts 40   # + real traces and their noise
+    # + real traces and their noise: the tables of docs/benchmarks.md and docs/gate_budget/
+    python benchmarks/gate_budget.py --real toy-shapes-256 --real-prompts 40 --prompts 10 --lengths 256,576,1024
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ Per run: end-to-end seconds (prefill, 1024 steps, VQ decode of every candidate),
 device memory (T5 is not loaded: the caption is random features, as if T5 had been offloaded after
 encoding), and the achieved weight bandwidth (GPT weight bytes, all read once per step, × steps/s). The
 compiled runs pay their compilation in a warm-up run of the same seed (reported apart); the timed run then
-meets the same batch sizes. Targets (issue 10): ScalingAR 8 <= 5 s end to end on an H200, <= 1.3x plain
+meets the same batch sizes. The project's targets: ScalingAR 8 <= 5 s end to end on an H200, <= 1.3x plain
 N = 1, peak <= 8 GB. Writes JSON to --out (default: $OUT/gpu_suite.json when $OUT is set).
 """
 from __future__ import annotations

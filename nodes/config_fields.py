@@ -1,6 +1,6 @@
 """Node inputs generated from the engine's config dataclasses, so defaults live in one place
 (scalingar_core/engine/config.py). This table only adds what a widget needs: range, step, choices, tooltip.
-Equation numbers refer to shared/method.md (v1 numbering)."""
+Equation numbers: v3 (v1), as in docs/method.md."""
 from __future__ import annotations
 
 from dataclasses import MISSING, fields
@@ -18,23 +18,23 @@ UNIT = {"min": 0.0, "max": 1.0, "step": 0.01}
 
 # field -> widget extras + tooltip. Every dataclass field must have an entry (a test checks it).
 PROFILE_FIELDS = {
-    "alpha_h": dict(UNIT, tip="Eq. 5: weight of (1 - normalised entropy) in the token confidence."),
-    "alpha_m": dict(UNIT, tip="Eq. 5: weight of the top-1/top-2 probability margin in the token confidence."),
-    "lambda_tok": dict(UNIT, tip="Eq. 6: EMA rate of the token confidence (weight on the newest token)."),
-    "block_size": dict(min=1, max=64, tip="Eq. 7: side b of the b x b token blocks for spatial entropy."),
-    "min_fill": dict(UNIT, tip="Eq. 7: fraction of a block that must be generated before it is scored."),
-    "worst_fraction": dict(UNIT, tip="Eq. 7: q, the worst fraction of blocks averaged into the block score."),
+    "alpha_h": dict(UNIT, tip="Eq. 5 (5): weight of (1 - normalised entropy) in the token confidence."),
+    "alpha_m": dict(UNIT, tip="Eq. 5 (5): weight of the top-1/top-2 probability margin in the token confidence."),
+    "lambda_tok": dict(UNIT, tip="Eq. 5 (6): EMA rate of the token confidence (weight on the newest token)."),
+    "block_size": dict(min=1, max=64, tip="Eq. 6 (7): side b of the b x b token blocks for spatial entropy."),
+    "min_fill": dict(UNIT, tip="Eq. 6 (7): fraction of a block that must be generated before it is scored."),
+    "worst_fraction": dict(UNIT, tip="Eq. 6 (7): q, the worst fraction of blocks averaged into the block score."),
     "neutral_block_score": dict(UNIT, tip="Block score used before any block is eligible (reconstructed)."),
-    "w_tok": dict(UNIT, tip="Eq. 8: weight of the token confidence in the intrinsic channel I."),
-    "w_blk": dict(UNIT, tip="Eq. 8: weight of the worst-block stability in the intrinsic channel I."),
-    "lambda_i": dict(UNIT, tip="Eq. 8: EMA rate of the intrinsic channel I."),
-    "lambda_d": dict(UNIT, tip="Eq. 10: EMA rate of the conditional channel D."),
-    "w_i": dict(UNIT, tip="Eq. 11: weight of the intrinsic channel in the confidence C."),
-    "w_d": dict(UNIT, tip="Eq. 11: weight of the conditional channel in the confidence C."),
-    "calibrate": dict(tip="Eq. 11: apply the optional affine-sigmoid C <- sigmoid(a*C + b)."),
-    "calib_a": dict(min=-100.0, max=100.0, step=0.1, tip="Eq. 11 calibration slope a (only if calibrate)."),
-    "calib_b": dict(min=-100.0, max=100.0, step=0.1, tip="Eq. 11 calibration offset b (only if calibrate)."),
-    "roll_window": dict(min=1, max=4096, tip="Steps in the rolling min-max (eq. 7) and z-score (eq. 9)."),
+    "w_tok": dict(UNIT, tip="v3 §4.1.1 (8): weight of the token confidence in the intrinsic channel I."),
+    "w_blk": dict(UNIT, tip="v3 §4.1.1 (8): weight of the worst-block stability in the intrinsic channel I."),
+    "lambda_i": dict(UNIT, tip="v3 §4.1.1 (8): EMA rate of the intrinsic channel I."),
+    "lambda_d": dict(UNIT, tip="v3 §4.1.2 (10): EMA rate of the conditional channel D."),
+    "w_i": dict(UNIT, tip="v3 §4.1.3 (11): weight of the intrinsic channel in the confidence C."),
+    "w_d": dict(UNIT, tip="v3 §4.1.3 (11): weight of the conditional channel in the confidence C."),
+    "calibrate": dict(tip="(v1 11): apply the optional affine-sigmoid C <- sigmoid(a*C + b)."),
+    "calib_a": dict(min=-100.0, max=100.0, step=0.1, tip="(v1 11) calibration slope a (only if calibrate)."),
+    "calib_b": dict(min=-100.0, max=100.0, step=0.1, tip="(v1 11) calibration offset b (only if calibrate)."),
+    "roll_window": dict(min=1, max=4096, tip="Steps in the rolling min-max (eq. 6 (7)) and z-score (eq. 7 (9))."),
     "entropy_source": dict(options=CHOICES["entropy_source"],
                            tip="Entropy/margin of the CFG-guided distribution (what is sampled) or of the "
                                "conditional one."),
@@ -51,7 +51,7 @@ GATE_FIELDS = {
     "enabled": dict(tip="Off: no trajectory is ever removed (the gate still records its threshold)."),
     "warmup_fraction": dict(UNIT, max=0.99, tip="W0 as a fraction of the image's tokens: no pruning before it."),
     "quantile": dict(min=0.01, max=0.99, step=0.01, tip="p: the threshold tracks this quantile of active C."),
-    "lambda_theta": dict(UNIT, tip="Eq. 13: EMA rate of the threshold theta."),
+    "lambda_theta": dict(UNIT, tip="Eq. 9 (13): EMA rate of the threshold theta."),
     "update_interval": dict(min=1, max=1024, tip="K: update theta every K steps (1 = every step)."),
     "theta_init": dict(options=CHOICES["theta_init"],
                        tip="Initial theta: quantile of every warm-up C, or of the current C only."),
@@ -74,16 +74,16 @@ GATE_FIELDS = {
 
 SCHEDULER_FIELDS = {
     "enabled": dict(tip="Off: every trajectory keeps the base CFG scale."),
-    "alpha": dict(min=0.0, max=10.0, step=0.01, tip="Eq. 14: condition-utilisation (drift correction) gain."),
-    "beta": dict(min=0.0, max=10.0, step=0.01, tip="Eq. 14: intrinsic-volatility gain."),
-    "gamma": dict(min=0.0, max=10.0, step=0.01, tip="Eq. 14: rebound (diversity) gain."),
+    "alpha": dict(min=0.0, max=10.0, step=0.01, tip="Eq. 10 (14): condition-utilisation (drift correction) gain."),
+    "beta": dict(min=0.0, max=10.0, step=0.01, tip="Eq. 10 (14): intrinsic-volatility gain."),
+    "gamma": dict(min=0.0, max=10.0, step=0.01, tip="Eq. 10 (14): rebound (diversity) gain."),
     "vol_window": dict(min=1, max=4096, tip="Steps of I in the volatility term."),
     "vol_measure": dict(options=CHOICES["vol_measure"], tip="Volatility as variance or standard deviation of I."),
     "form": dict(options=CHOICES["form"],
                  tip="Target scale s_base + delta, or s_base * (1 + delta)."),
     "update": dict(options=CHOICES["update"],
                    tip="Move s toward the target by EMA, or integrate delta each step."),
-    "eta": dict(UNIT, tip="Eq. 15: CFG smoothing rate."),
+    "eta": dict(UNIT, tip="(v1 15): CFG smoothing rate."),
     "deadband": dict(min=0.0, max=10.0, step=0.01, tip="Ignore CFG changes smaller than this (CFG units)."),
     "clamp_below": dict(min=0.0, max=50.0, step=0.1, tip="CFG may go at most this far below the base scale."),
     "clamp_above": dict(min=0.0, max=50.0, step=0.1, tip="CFG may go at most this far above the base scale."),

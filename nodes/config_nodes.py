@@ -31,19 +31,19 @@ class _ConfigNode(ScalingARNode):
 
 class ScalingARConfidenceProfile(_ConfigNode):
     NODE_ID, DISPLAY_NAME, OUTPUT_NAME = "ScalingARConfidenceProfile", "ScalingAR Confidence Profile", "profile"
-    DESCRIPTION = ("How each trajectory's calibrated confidence C is formed from its own logits (eqs. 5-12). "
+    DESCRIPTION = ("How each trajectory's calibrated confidence C is formed from its own logits (eqs. 5-8, v1 5-12). "
                    "Defaults are the paper's universal configuration.")
     CONFIG, OUTPUT = ProfileConfig, types.Profile
 
 
 class ScalingARTerminationGate(_ConfigNode):
     NODE_ID, DISPLAY_NAME, OUTPUT_NAME = "ScalingARTerminationGate", "ScalingAR Termination Gate", "gate"
-    DESCRIPTION = ("Adaptive threshold theta (eq. 13) that removes trajectories whose confidence stays low, "
+    DESCRIPTION = ("Adaptive threshold theta (eq. 9, v1 13) that removes trajectories whose confidence stays low, "
                    "with warm-up, recovery window and hard-fail guard.")
     CONFIG, OUTPUT = GateConfig, types.Gate
 
 
 class ScalingARGuidanceScheduler(_ConfigNode):
     NODE_ID, DISPLAY_NAME, OUTPUT_NAME = "ScalingARGuidanceScheduler", "ScalingAR Guidance Scheduler", "scheduler"
-    DESCRIPTION = "Per-trajectory CFG scale steered by the confidence signals (eqs. 14-15)."
+    DESCRIPTION = "Per-trajectory CFG scale steered by the confidence signals (eq. 10, v1 14-15)."
     CONFIG, OUTPUT = SchedulerConfig, types.Scheduler

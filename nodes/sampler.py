@@ -6,6 +6,7 @@ from comfy_api.latest import io
 from comfy_execution.utils import get_executing_context
 
 from scalingar_core.app.entropy_map import entropy_panels
+from scalingar_core.app.help import COMPILE_HELP
 from scalingar_core.engine.config import (
     STRATEGIES,
     GateConfig,
@@ -84,10 +85,7 @@ class ScalingARSampler(ScalingARNode):
                 types.Scheduler.Input("scheduler", optional=True,
                                       tooltip="Guidance scheduler settings. Absent: fixed CFG."),
                 io.Boolean.Input("compile", default=False, optional=True,
-                                 tooltip="torch.compile the decode step (static shapes; CUDA graphs on NVIDIA GPUs). "
-                                         "The first image of each batch size pays the compilation (tens of "
-                                         "seconds); later ones decode faster. Same images as off, up to "
-                                         "floating-point rounding."),
+                                 tooltip=COMPILE_HELP + " Same images as off, up to floating-point rounding."),
             ],
             outputs=[
                 io.Image.Output(display_name="image", tooltip="The selected trajectory's image."),

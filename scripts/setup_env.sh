@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv with the CPU torch build and the pack's requirements (idempotent).
+# Creates .venv with a torch build and the pack's requirements (idempotent; pip runs only when
+# requirements.txt or the list below changed since the last successful install).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -20,7 +21,17 @@ if [[ ! -x .venv/bin/python ]]; then
   "$PY" -m venv .venv
 fi
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-  # a local CPU build on our machines; on your own machine install the torch build you want first
+  # whatever build the pip index serves (PyPI on Linux: a CUDA build, about 2.5 GB with its CUDA libraries;
+  # our machines: a local CPU build). For a CPU-only build, install it into .venv first:
+  #   .venv/bin/pip install torch --index-url https://download.pytorch.org/whl/cpu
   pip_install "torch==2.13.0"
 fi
-pip_install -r requirements.txt pytest jsonschema websocket-client requests "ruff>=0.5"
+# pip takes seconds even when nothing changed: skip it while the venv's stamp matches what would be installed
+PACKAGES=(-r requirements.txt pytest jsonschema websocket-client requests "ruff>=0.5")
+STAMP=.venv/.scalingar-requirements.sha256
+want=$( { cat requirements.txt; printf '%s\n' "${PACKAGES[@]}"; } | sha256sum | cut -d' ' -f1)
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
+  exit 0
+fi
+pip_install "${PACKAGES[@]}"
+echo "$want" >"$STAMP"

@@ -187,7 +187,7 @@ def model_card(args, world, command, n_params, train, losses, evals, entries) ->
     defaults = MODEL_DEFAULTS[world.name]
     lines = [
         f"# {world.name} — model card", "",
-        "A tiny text-to-image LlamaGen GPT (`scalingar_core/models/llamagen/gpt.py`, t2i caption-prefix path) over",
+        "A tiny text-to-image LlamaGen GPT (`scalingar_core/models/gpt.py`, t2i caption-prefix path) over",
         f"the procedural {world.image_size}×{world.image_size} shapes world of `scalingar_core/models/toy/` (objects of "
         f"{'/'.join(map(str, world.sizes))} px). For testing and",
         "benchmarking ScalingAR offline; not a general image model. Captions: see `scalingar_core/models/toy/prompts.py`.",

@@ -1,4 +1,4 @@
-"""Each equation of the profile level against values computed by hand."""
+"""Each equation of the profile level (v3 (v1) numbers, docs/method.md) against values computed by hand."""
 import math
 
 import pytest
@@ -53,7 +53,7 @@ def test_block_layout_and_worst_block_eq7():
 
 
 def test_block_schedule_counts_fill_eligibility_and_worst_count():
-    """Eq. (7)'s per-step table, against counting the raster positions by hand on a 6×6 grid (b = 4)."""
+    """Eq. 6 (7)'s per-step table, against counting the raster positions by hand on a 6×6 grid (b = 4)."""
     grid, b = (6, 6), 4
     sched = eq.block_schedule(grid, b, 0.5, 0.3, "cpu")
     index, capacity = eq.block_layout(grid, b)  # capacities 16, 8, 8, 4

@@ -242,7 +242,7 @@ def test_trace_schema_and_recomputation(model, tmp_path):
         # B is neutral until a block is eligible (4×4 blocks, ρ_min = 0.5 → two block rows = 8·2 tokens)
         assert sig["worst_block_entropy"][0] is None and st["B"][0] == 0.5
         assert sig["worst_block_entropy"][15] is not None if n > 15 else True
-    # the pooled rolling z-score of eq. (9) from the recorded KL values of the trajectories still live at t:
+    # the pooled rolling z-score of eq. 7 (9) from the recorded KL values of the trajectories still live at t:
     # a removed trajectory's values leave the pool at once
     L = p["roll_window"]
     t = 30

@@ -1,4 +1,4 @@
-"""Guidance scheduler, eqs. (14)–(15): each term's direction, the deadband, the clamp, the readings."""
+"""Guidance scheduler, eq. 10 (v1 14–15): each term's direction, the deadband, the clamp, the readings."""
 import pytest
 import torch
 

@@ -1,5 +1,6 @@
-"""The entropy map's pure drawing on a hand-made trace: every cell's colour, what a removed candidate shows,
-the shared colour scale and the colour bar."""
+"""The entropy map's pure drawing on a hand-made trace: every cell's colour, the image beside it untouched,
+never-generated cells hatched (never confused with confident ones), what a removed candidate shows, the shared
+colour scale and the colour bar."""
 import numpy as np
 import pytest
 import torch
@@ -33,12 +34,19 @@ def hand_made():
 @pytest.fixture(scope="module")
 def panels():
     trace, images, _, _ = hand_made()
-    return em.entropy_panels(images, trace, alpha=em.ALPHA, min_side=MIN_SIDE)
+    return em.entropy_panels(images, trace, min_side=MIN_SIDE)
 
 
-def cell_centre(layout, r, c):
-    left, top = layout.image[:2]
+def cell_centre(layout, r, c, part="image"):
+    left, top = getattr(layout, part)[:2]
     return top + r * CELL + CELL // 2, left + c * CELL + CELL // 2
+
+
+def cell_pixels(panel, layout, r, c, part) -> np.ndarray:
+    """Every RGB value inside one token cell (a 2-pixel margin kept clear of outlines), ``[k, 3]``."""
+    left, top = getattr(layout, part)[:2]
+    y0, x0 = top + r * CELL + 2, left + c * CELL + 2
+    return panel[:, y0:y0 + CELL - 4, x0:x0 + CELL - 4].permute(1, 2, 0).reshape(-1, 3).numpy()
 
 
 def rgb(panel, y, x) -> np.ndarray:
@@ -63,18 +71,40 @@ def test_shared_scale_is_the_largest_entropy_rounded_up():
     assert em.colour_scale(np.full((1, 2), np.nan)) == pytest.approx(1.0)
 
 
-def test_every_generated_cell_has_its_entropy_colour_blended_over_the_image(panels):
+def test_every_generated_cell_has_its_entropy_colour_beside_the_untouched_image(panels):
     trace, images, entropy0, entropy1 = hand_made()
     layout = em.panel_layout(MIN_SIDE, MIN_SIDE)
     assert panels.shape == (2, 3, layout.height, layout.width)
+    assert layout.map[0] >= layout.image[2] and layout.bar[0] >= layout.map[2]  # image | map | bar
     vmax = 0.5
     for k in range(16):
         r, c = divmod(k, GRID)
-        expected = (1 - em.ALPHA) * 0.2 + em.ALPHA * em.colourise(np.array(entropy0[k]), vmax)
-        assert np.allclose(rgb(panels[0], *cell_centre(layout, r, c)), expected, atol=1.5 / 255), k
+        expected = em.colourise(np.array(entropy0[k]), vmax)
+        assert np.allclose(rgb(panels[0], *cell_centre(layout, r, c, "map")), expected, atol=1 / 255), k
+        assert np.allclose(rgb(panels[0], *cell_centre(layout, r, c)), 0.2, atol=1 / 255), k  # colours kept
     # same entropy, same colour in both panels: one scale for all candidates
-    expected = (1 - em.ALPHA) * 0.9 + em.ALPHA * em.colourise(np.array(0.4), vmax)
-    assert np.allclose(rgb(panels[1], *cell_centre(layout, 0, 2)), expected, atol=1.5 / 255)
+    expected = em.colourise(np.array(0.4), vmax)
+    assert np.allclose(rgb(panels[1], *cell_centre(layout, 0, 2, "map")), expected, atol=1 / 255)
+    assert np.allclose(rgb(panels[1], *cell_centre(layout, 0, 2)), 0.9, atol=1 / 255)
+
+
+def test_never_generated_cells_are_hatched_and_look_like_no_entropy_colour(panels):
+    layout = em.panel_layout(MIN_SIDE, MIN_SIDE)
+    hatch = np.array(em.HATCH_RGB)
+    lut = em._lut()
+    for part in ("image", "map"):
+        for k in (LAST + 2, 10, 14):
+            r, c = divmod(k, GRID)
+            pixels = cell_pixels(panels[1], layout, r, c, part)
+            # both stripe colours, and nothing else: a pattern, not a flat colour
+            assert all(np.abs(pixels - h).max(-1).min() < 1.5 / 255 for h in hatch), (part, k)
+            assert (np.abs(pixels[:, None] - hatch[None]).max(-1).min(-1) < 1.5 / 255).all(), (part, k)
+    # neither stripe is a colour of the map, so a hatched cell never reads as confident (or as anything)
+    for h in hatch:
+        assert np.abs(lut - h).max(-1).min() > 0.08
+    # a generated cell is flat
+    pixels = cell_pixels(panels[1], layout, 0, 0, "map")
+    assert np.ptp(pixels, axis=0).max() < 1.5 / 255
 
 
 def test_a_removed_candidate_keeps_its_red_frame_and_shows_where_it_stopped(panels):
@@ -83,18 +113,25 @@ def test_a_removed_candidate_keeps_its_red_frame_and_shows_where_it_stopped(pane
     red = np.array(REMOVED_RGB)
     assert np.allclose(rgb(panels[1], top, left), red, atol=1 / 255)  # frame
     assert np.allclose(rgb(panels[1], top + MIN_SIDE - 1, left + MIN_SIDE // 2), red, atol=1 / 255)
-    assert not np.allclose(rgb(panels[0], top, left), red, atol=0.1)  # survivors have no frame
-    # never generated: the decoded grey shows through untouched (no diagonal, no overlay)
-    for k in (LAST + 2, 10, 14):
-        r, c = divmod(k, GRID)
-        assert np.allclose(rgb(panels[1], *cell_centre(layout, r, c)), 0.5, atol=1 / 255), k
-    # the last token's cell (row 1, column 1) is outlined in red; its centre keeps the blend
+    assert not np.allclose(rgb(panels[0], top, left), red, atol=0.1)  # survivors have no red frame
+    # the last token's cell (row 1, column 1) is outlined in red in the image and in the map
     r, c = divmod(LAST, GRID)
-    assert np.allclose(rgb(panels[1], top + r * CELL, left + c * CELL + CELL // 2), red, atol=1 / 255)
-    assert np.allclose(rgb(panels[1], top + r * CELL + CELL // 2, left + (c + 1) * CELL - 1), red, atol=1 / 255)
-    assert not np.allclose(rgb(panels[1], *cell_centre(layout, r, c)), red, atol=0.1)
-    # the next cell (not generated) is not outlined
-    assert not np.allclose(rgb(panels[1], top + r * CELL, left + (c + 1) * CELL + CELL // 2), red, atol=0.1)
+    for part in ("image", "map"):
+        left, top = getattr(layout, part)[:2]
+        assert np.allclose(rgb(panels[1], top + r * CELL, left + c * CELL + CELL // 2), red, atol=1 / 255), part
+        assert np.allclose(rgb(panels[1], top + r * CELL + CELL // 2, left + (c + 1) * CELL - 1), red,
+                           atol=1 / 255), part
+        assert not np.allclose(rgb(panels[1], *cell_centre(layout, r, c, part)), red, atol=0.1)
+        # the next cell (not generated) is not outlined
+        assert not np.allclose(rgb(panels[1], top + r * CELL, left + (c + 1) * CELL + CELL // 2), red, atol=0.1)
+
+
+def test_the_chosen_candidate_is_framed_green(panels):
+    layout = em.panel_layout(MIN_SIDE, MIN_SIDE)
+    left, top = layout.image[:2]
+    green = np.array(em.CHOSEN_RGB)
+    assert np.allclose(rgb(panels[0], top, left), green, atol=1 / 255)
+    assert not np.allclose(rgb(panels[1], top, left), green, atol=0.1)
 
 
 def test_colour_bar_runs_from_the_scale_top_to_zero(panels):
@@ -117,19 +154,12 @@ def test_title_row_names_the_candidate_in_its_state_colour(panels):
         return (np.abs(title - np.array(colour)).max(-1) < 30).sum()
 
     red = tuple(round(255 * v) for v in REMOVED_RGB)
-    assert share_of(panels[0], em.SELECTED) > 20 and share_of(panels[0], red) == 0
-    assert share_of(panels[1], red) > 20 and share_of(panels[1], em.SELECTED) == 0
+    green = tuple(round(255 * v) for v in em.CHOSEN_RGB)
+    assert share_of(panels[0], green) > 20 and share_of(panels[0], red) == 0
+    assert share_of(panels[1], red) > 20 and share_of(panels[1], green) == 0
     text, _ = em._title({"index": 1, "removed_at": LAST, "removed_reason": "basin", "selected": False},
                         em.entropy_grids(hand_made()[0])[1], 16)
     assert text == "#1 stopped at 6/16 (basin) · mean 0.40"
-
-
-def test_alpha_zero_shows_the_image_alone():
-    trace, images, _, _ = hand_made()
-    panel = em.entropy_panels(images, trace, alpha=0.0, min_side=MIN_SIDE)[0]
-    layout = em.panel_layout(MIN_SIDE, MIN_SIDE)
-    left, top, right, bottom = layout.image
-    assert np.allclose(panel[:, top:bottom, left:right].numpy(), 0.2, atol=1 / 255)
 
 
 def test_generation_keeps_unmarked_candidates_for_the_map():
@@ -148,6 +178,6 @@ def test_generation_keeps_unmarked_candidates_for_the_map():
     survivor = result.selected
     assert torch.equal(result.decoded[survivor], result.images[survivor])  # ... survivors are not
     panels = em.entropy_panels(result.decoded, result.trace)
-    assert panels.shape[0] == 6 and panels.shape[-1] > panels.shape[-2]  # a colour bar beside each image
+    assert panels.shape[0] == 6 and panels.shape[-1] > 2 * panels.shape[-2] * 0.9  # image, map and bar side by side
     again = em.entropy_panels(result.decoded, result.trace.to_dict())
     assert torch.equal(panels, again)  # a Trace and its saved JSON draw the same

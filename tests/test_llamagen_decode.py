@@ -189,7 +189,7 @@ def test_cfg_at_most_one_samples_the_conditional_rows_alone():
     half = generate(model, model.encode("a"), config, observe=False)
     assert set(rows) == {1}  # one trajectory, no unconditional row
     rows.clear()
-    observed = generate(model, model.encode("a"), config)  # the profile needs the unconditional rows (eq. 9)
+    observed = generate(model, model.encode("a"), config)  # the profile needs the unconditional rows (eq. 7 (9))
     assert set(rows) == {2}
     assert torch.equal(half.codes, observed.codes)
     rows.clear()

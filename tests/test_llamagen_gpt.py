@@ -16,7 +16,7 @@ from scalingar_core.models.gpt import (
 from scalingar_core.models.gpt_session import GPTSession
 from scalingar_core.testing.llamagen import random_gpt, tiny_gpt_config
 
-# Parameter counts of the upstream presets (shared/llamagen.md §1.2, c2i at block 256; t2i XL exact).
+# Parameter counts of the upstream presets (docs/models.md, c2i at block 256; t2i XL exact).
 UPSTREAM_PARAMS_M = {"B": 110.9, "L": 342.9, "XL": 774.7, "XXL": 1411, "XXXL": 3893, "1B": 1200, "3B": 3097,
                      "7B": 6615}
 FFN = {"B": 2048, "L": 2816, "XL": 3584, "XXL": 4096, "XXXL": 6912, "1B": 5632, "3B": 8704, "7B": 11008}

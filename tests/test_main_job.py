@@ -21,3 +21,8 @@ def test_main_job_prunes_and_writes_every_output(tmp_path):
     removed = [t for t in trace["trajectories"] if t["removed_at"] is not None]
     # the default prompt shows the gate at work: removals, and fewer tokens than eight full samples
     assert len(removed) >= 1 and trace["tokens_generated"] < 8 * 256
+    # it says whether the chosen image is right, and the trace records the same verdict
+    selected = next(t["index"] for t in trace["trajectories"] if t["selected"])
+    assert trace["checker"]["chosen"] == selected
+    verdict = next(c["verdict"] for c in trace["checker"]["candidates"] if c["index"] == selected)
+    assert f"checker: chosen #{selected}: {verdict}" in done.stdout

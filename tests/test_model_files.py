@@ -187,15 +187,33 @@ def test_tool_comfy_models_list_every_downloadable_file():
                 folder = "scalingar/" + f["repo_id"].replace("/", "--")
                 expected.add((folder, f"https://huggingface.co/{f['repo_id']}/resolve/main/{f['filename']}"))
     assert expected <= listed
-    snapshots = {}  # the rest: snapshot entries (the text encoder, AR-GRPO folders), file by file
+    # the rest: snapshots fetched by pattern (the text encoder, Janus-Pro), file by file; every such repo is
+    # listed, and only with files its patterns select
+    snapshots = {}
     for name in registry.names():
         for f in registry.entry(name).files:
             if f.get("patterns"):
                 snapshots.setdefault(f["repo_id"], set()).update(f["patterns"])
-    for location, url in listed - expected:
-        repo = location.removeprefix("scalingar/").replace("--", "/")
-        assert repo in snapshots and url.startswith(f"https://huggingface.co/{repo}/resolve/main/")
-        assert selected_files([url.rsplit("/", 1)[1]], sorted(snapshots[repo]))
-    assert {r for r in snapshots if r.startswith("CSshihao/")} <= {loc.removeprefix("scalingar/").replace("--", "/")
-                                                                   for loc, _ in listed}
+    assert {T5_REPO, "deepseek-community/Janus-Pro-1B", "deepseek-community/Janus-Pro-7B"} <= set(snapshots)
+    for repo, patterns in snapshots.items():
+        urls = [url for location, url in listed - expected if location == "scalingar/" + repo.replace("/", "--")]
+        assert urls, repo
+        for url in urls:
+            assert url.startswith(f"https://huggingface.co/{repo}/resolve/main/")
+            assert selected_files([url.rsplit("/", 1)[1]], sorted(patterns)), url
+    from scalingar_core.models.janus.presets import REQUIRED
+
+    for size in ("1B", "7B"):  # at least what the Janus loader requires
+        for name in REQUIRED:
+            assert (f"scalingar/deepseek-community--Janus-Pro-{size}",
+                    f"https://huggingface.co/deepseek-community/Janus-Pro-{size}/resolve/main/{name}") in listed
+    assert {location for location, _ in listed} == {"scalingar/" + r.replace("/", "--") for r in
+                                                     {f["repo_id"] for n in registry.names()
+                                                      for f in registry.entry(n).files}}
     assert meta["PublisherId"] and meta["DisplayName"] == "ScalingAR"
+
+
+def test_description_names_every_family():
+    description = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["description"]
+    for family in ("LlamaGen", "AR-GRPO", "Janus-Pro"):
+        assert family in description

@@ -66,11 +66,11 @@ def test_image_size_axes_and_legend(drawn):
     fig, image = drawn
     assert image.shape == (512, 768, 3)
     ax_c, ax_g = fig.axes[:2]
-    assert [t.get_text() for t in ax_c.get_legend().get_texts()] == ["θ", "basin", "hard fail", "selected #0"]
+    assert [t.get_text() for t in ax_c.get_legend().get_texts()] == ["θ", "basin", "hard fail", "chosen #0"]
     assert ax_g.get_xlabel() == "step" and ax_c.get_ylabel() == "C" and ax_g.get_ylabel() == "CFG"
     assert ax_c.get_title(loc="left") == "C · scalingar"
     assert len([t for t in ax_c.get_yticklabels() if t.get_text()]) >= 3  # ticks with labels
-    assert ax_c.get_xlim() == (0, STEPS - 1)
+    assert ax_c.get_xlim() == (0, pytest.approx((STEPS - 1) * 1.06))  # room for the numbers at line ends
     lo, hi = ax_c.get_ylim()
     assert lo < 0.3 and hi > 0.8  # every C and θ inside the panel, padded
 
@@ -119,6 +119,10 @@ def test_removal_marks_at_the_step_and_value_where_each_trajectory_left(drawn):
     fig, image = drawn
     ax_c = fig.axes[0]
     top = round(ax_c.bbox.height and fig.bbox.height - ax_c.bbox.y1)  # below the legend row
+    image = image.copy()
+    for label in ax_c.texts:  # the candidate numbers beside the marks are drawn in the lines' colours
+        box = label.get_window_extent()
+        image[round(fig.bbox.height - box.y1):round(fig.bbox.height - box.y0) + 1, round(box.x0):round(box.x1) + 1] = 0
     for reason, step, value in (("basin", 20, 0.5), ("hard_fail", 10, 0.3)):
         colour = hex_rgb(plot.THEME[reason])
         px, py = plot.data_to_pixel(ax_c, step, value)
@@ -162,3 +166,24 @@ def test_small_image_keeps_its_labels_inside():
         assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= 320 and box.y1 <= 220
     box = fig.axes[1].xaxis.label.get_window_extent(renderer)
     assert box.y0 >= 0
+
+
+def test_legend_lists_only_the_marks_that_occur():
+    summary = hand_made_summary()
+    summary["trajectories"] = summary["trajectories"][:2]  # no hard fail
+    fig = plot.draw_summary(summary, 768, 512)
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["θ", "basin", "chosen #0"]
+    summary["trajectories"] = summary["trajectories"][:1]
+    summary["threshold"] = [None] * STEPS  # plain sampling: no θ, nobody removed
+    fig = plot.draw_summary(summary, 768, 512)
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["chosen #0"]
+
+
+def test_each_line_ends_in_its_candidate_number_in_its_colour_at_its_removal_mark(drawn):
+    fig, _ = drawn
+    labels = {t.get_text(): t for t in fig.axes[0].texts if t.get_text().startswith("#")}
+    assert sorted(labels) == ["#0", "#1", "#2"]
+    assert labels["#1"].xy == (20, 0.5) and labels["#2"].xy == (10, 0.3)  # beside each removal mark
+    assert labels["#0"].xy == (STEPS - 1, 0.8)
+    for name, t in labels.items():
+        assert tuple(round(255 * v) for v in t.get_color()[:3]) == plot.colour(int(name[1:]))

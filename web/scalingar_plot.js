@@ -416,25 +416,35 @@ function legend(ctx, layout, series, theme) {
     ctx.fillText(`step ${Math.min(series.lastStep + 1, series.total)}/${series.total}`, right, y);
   }
   if (layout.main.w < 300) return;
-  const x0 = right - 230;
+  // Keys only for the marks this plot shows, packed from a fixed start: θ once it is defined, a ring or a
+  // cross once a trajectory left that way.
+  const reasons = new Set(series.trajectories.filter((t) => t.removedAt != null).map((t) => t.removedReason));
+  const keys = [];
+  if (series.theta.some((p) => p[1] != null)) keys.push({ label: "θ", width: 31, mark: null });
+  if (reasons.has("basin")) keys.push({ label: "basin", width: 44, mark: "basin" });
+  if (reasons.has("hard_fail")) keys.push({ label: "hard fail", width: 60, mark: "hard_fail" });
+  let x = right - 230;
   ctx.save();
   ctx.textAlign = "left";
-  ctx.strokeStyle = theme.theta;
-  ctx.lineWidth = 1.5;
-  setDash(ctx, THETA_DASH);
-  ctx.beginPath();
-  ctx.moveTo(x0, y);
-  ctx.lineTo(x0 + 14, y);
-  ctx.stroke();
-  setDash(ctx, []);
-  ctx.fillStyle = theme.text;
-  ctx.fillText("θ", x0 + 17, y);
-  drawRemovalMarker(ctx, x0 + 34, y, "basin", theme, 3);
-  ctx.fillStyle = theme.text;
-  ctx.fillText("basin", x0 + 40, y);
-  drawRemovalMarker(ctx, x0 + 78, y, "hard_fail", theme, 3);
-  ctx.fillStyle = theme.text;
-  ctx.fillText("hard fail", x0 + 85, y);
+  for (const key of keys) {
+    if (key.mark === null) {
+      ctx.strokeStyle = theme.theta;
+      ctx.lineWidth = 1.5;
+      setDash(ctx, THETA_DASH);
+      ctx.beginPath();
+      ctx.moveTo(x, y);
+      ctx.lineTo(x + 14, y);
+      ctx.stroke();
+      setDash(ctx, []);
+      ctx.fillStyle = theme.text;
+      ctx.fillText(key.label, x + 17, y);
+    } else {
+      drawRemovalMarker(ctx, x + 4, y, key.mark, theme, 3);
+      ctx.fillStyle = theme.text;
+      ctx.fillText(key.label, x + 11, y);
+    }
+    x += key.width + 12;
+  }
   ctx.restore();
 }
 
@@ -520,14 +530,14 @@ export function drawPlot(ctx, series, opts = {}) {
     drawRemovalMarker(ctx, scales.x(t.removedAt), scales.c(y), t.removedReason, theme);
   }
 
-  // Name the selected trajectory, in its colour, in the row between the panels
+  // Name the chosen trajectory, in its colour, in the row between the panels
   // (on the plot it would cover the lines it labels).
   const sel = s.trajectories.find((t) => t.selected);
   if (sel) {
     ctx.fillStyle = colorForIndex(sel.index);
     ctx.textAlign = "right";
     ctx.textBaseline = "bottom";
-    ctx.fillText(`selected #${sel.index}`, layout.cfg.x + layout.cfg.w, layout.cfg.y - 1);
+    ctx.fillText(`chosen #${sel.index}`, layout.cfg.x + layout.cfg.w, layout.cfg.y - 1);
   }
   ctx.restore();
   return { layout, scales };

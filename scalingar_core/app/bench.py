@@ -28,11 +28,13 @@ from pathlib import Path
 import numpy as np
 
 from .. import files
-from ..engine.config import SECTIONS, RunConfig, read_overrides, setting_from_text
+from ..engine.config import SECTIONS, STRATEGIES, RunConfig, read_overrides, setting_from_text
 from ..engine.trace import json_safe
 from ..errors import RunAborted, echo, exit_status
 from ..models.device import check_device
-from ..models.registry import DEFAULT_MODEL
+from ..models.registry import DEFAULT_MODEL, model_help
+from ..models.toy.checker import FAILURE_KINDS, failure_kind
+from .help import COMPILE_HELP
 from .output_set import MANIFEST, OutputSet, folder_lock
 from .shard import Shard, gather
 
@@ -68,7 +70,7 @@ def method_config(name: str, n: int, seed: int, base: dict | None = None) -> Run
     head, _, overrides = name.partition("@")
     if head in ABLATIONS:
         spec = json.loads(json.dumps(ABLATIONS[head]))
-    elif head in ("plain", "best_of_n", "importance_sampling", "random_prune", "scalingar"):
+    elif head in STRATEGIES:
         spec = {"strategy": head}
     else:
         raise ValueError(f"unknown method {echo(head)}: use a strategy or one of {', '.join(ABLATIONS)}")
@@ -136,7 +138,7 @@ def _checker():
 
 
 def _run_job(job: list[dict]) -> list[dict]:
-    """The methods of one prompt and seed, decoded together in one batch (``sampler.generate_batch``: one
+    """The methods of one prompt and seed, decoded together in one batch (``engine.loop.generate_batch``: one
     model forward per step for all of them, each with its own policy, streams and trace). A job of one task
     is a plain ``generate``."""
     from ..engine.loop import generate_batch
@@ -206,25 +208,6 @@ def within_prompt_auroc(records: list[dict], values_of) -> float | None:
         if a is not None:
             vals.append(a)
     return float(np.mean(vals)) if vals else None
-
-
-FAILURE_KINDS = ("malformed shape", "wrong object", "missing object", "extra object", "wrong relation")
-
-
-def failure_kind(reason: str | None) -> str | None:
-    """The kind of a toy checker's failure reason (None for a pass or an unscored image): a shape that is
-    none of the three, a wanted object drawn as another colour or shape (something missing and something
-    unexpected), an object missing, an extra object, or the right objects in the wrong relation."""
-    if not reason or reason.startswith("ok"):
-        return None
-    if reason.startswith("malformed"):
-        return "malformed shape"
-    missing, extra = reason.startswith("missing"), "unexpected" in reason
-    if missing and extra:
-        return "wrong object"
-    if missing or extra:
-        return "missing object" if missing else "extra object"
-    return "wrong relation"
 
 
 def selection_accuracy(records: list[dict], signal: str) -> float | None:
@@ -565,13 +548,15 @@ def _run(args, entries, methods, base, out, shard) -> dict | None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m scalingar_core bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default=DEFAULT_MODEL, help="a registry model (default: the bundled default model)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=model_help())
     p.add_argument("--models-dir", default=None)
     p.add_argument("--device", default="cpu")
     p.add_argument("--prompts", default="builtin", help="'builtin' or a JSON-lines prompt file")
     p.add_argument("--per-category", type=int, default=100, help="builtin prompts per category")
     p.add_argument("--limit", type=int, default=0, help="use only the first K prompts (0 = all)")
-    p.add_argument("--methods", default="plain,best_of_n,importance_sampling,random_prune,scalingar")
+    p.add_argument("--methods", default="plain,best_of_n,importance_sampling,random_prune,scalingar",
+                   help="comma-separated methods: the strategies " + ", ".join(STRATEGIES) + "; the ablations "
+                        + ", ".join(ABLATIONS) + "; either with overrides, e.g. 'scalingar@gate.quantile=0.3'")
     p.add_argument("--n", "--num-trajectories", dest="n", type=int, default=8,
                    help="trajectories per image (under torchrun spell it --num-trajectories)")
     p.add_argument("--seeds", type=int, default=2)
@@ -582,7 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(not sampling.num_trajectories or sampling.seed: use --n and --seeds)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--out", required=True)
-    p.add_argument("--compile", action="store_true", help="torch.compile the decode step (see generate --help)")
+    p.add_argument("--compile", action="store_true", help=COMPILE_HELP)
     p.add_argument("--no-batch", dest="batch", action="store_false",
                    help="decode each method alone instead of all methods of a prompt and seed in one batch "
                         "(same tokens up to floating-point rounding; batched decodes each history the methods share once "

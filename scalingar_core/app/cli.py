@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import time
@@ -11,7 +12,8 @@ from .. import files
 from ..engine.config import STRATEGIES, RunConfig, SamplingConfig, read_overrides
 from ..errors import echo, exit_status
 from ..models.download import default_models_dir
-from ..models.registry import DEFAULT_MODEL
+from ..models.registry import DEFAULT_MODEL, model_help
+from .help import COMPILE_HELP
 from .output_set import MANIFEST, OutputSet, folder_lock
 
 
@@ -79,8 +81,10 @@ def cmd_generate(args) -> int:
     from ..engine.trace import json_safe
     from ..models.device import check_device
     from ..models.protocol import set_compile
+    from .candidates import candidate_panels
     from .entropy_map import entropy_panels
     from .plot import plot_trace
+    from .verdict import check_candidates, verdict_lines
 
     # everything the user gave is checked before the model loads (minutes for LlamaGen)
     config = _config(args)
@@ -105,17 +109,18 @@ def cmd_generate(args) -> int:
     with folder_lock(out), OutputSet(out, "generate", command=args.command_line) as outputs:
         model = _load(args)
         set_compile(model, args.compile)
+        condition = model.encode(args.prompt)
         start = time.perf_counter()
-        result = generate(model, model.encode(args.prompt), config)
+        result = generate(model, condition, config)
         seconds = time.perf_counter() - start
+        report = check_candidates(condition, result)  # the toy checker's verdicts, for prompts it can read
         # every file is staged, then all are moved into place together (see output_set.py)
         outputs.save_image(to_pil(result.image), "image.png")
-        outputs.write_json(trace_path, json_safe(result.trace.to_dict()))
-        grid = to_pil(grid_image(result.images))
-        if min(result.images.shape[-2:]) < 128:  # tiny toy images: enlarge the overview, keep pixels sharp
-            scale = -(-128 // min(result.images.shape[-2:]))
-            grid = grid.resize((grid.width * scale, grid.height * scale), resample=0)
-        outputs.save_image(grid, "candidates.png")
+        trace = result.trace.to_dict() if report is None else {**result.trace.to_dict(), "checker": report}
+        outputs.write_json(trace_path, json_safe(trace))
+        # candidates.png's second caption line: the verdict's kind ("passes", "wrong object", ...)
+        notes = {c["index"]: c["verdict"].split(":")[0] for c in report["candidates"] if c["checked"]} if report else None
+        outputs.save_image(to_pil(grid_image(candidate_panels(result.images, result.trace, notes))), "candidates.png")
         if args.all:
             for rec in result.trace.trajectories:
                 if rec.removed_at is None:
@@ -124,8 +129,11 @@ def cmd_generate(args) -> int:
         outputs.save_image(to_pil(grid_image(entropy_panels(result.decoded, result.trace))), "entropy.png")
         outputs.commit()
     removed = [r for r in result.trace.trajectories if r.removed_at is not None]
-    print(f"model {args.model}  strategy {config.strategy}  selected trajectory {result.selected}  "
-          f"tokens {result.tokens_generated}  removed {len(removed)}  {seconds:.1f} s  run {outputs.run_id}")
+    print(f"model {args.model}  strategy {config.strategy}  chosen #{result.selected}  "
+          f"tokens {result.tokens_generated}  removed {len(removed)} of {len(result.trace.trajectories)}  "
+          f"{seconds:.1f} s  run {outputs.run_id}")
+    if report is not None:
+        print("\n".join(verdict_lines(report, result.trace.steps)))
     print(f"wrote {out / 'image.png'}, {out / 'candidates.png'}, {out / 'trace_plot.png'}, "
           f"{out / 'entropy.png'}, {trace_path}, {out / MANIFEST}")
     return 0
@@ -177,21 +185,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m scalingar_core", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
-    def model_args(sp):
-        sp.add_argument("--model", default=DEFAULT_MODEL, help="registered model name (see `list`)")
+    def model_choice(sp):
+        sp.add_argument("--model", default=DEFAULT_MODEL, help=model_help())
         sp.add_argument("--models-dir", type=Path, default=default_models_dir(),
                         help="where checkpoints live or are downloaded (default: $SCALINGAR_MODELS_DIR or "
                              "~/.cache/scalingar/models)")
-        sp.add_argument("--device", default=None, help="torch device (default: the model's choice: cuda when available for LlamaGen, cpu for the toy models)")
-        sp.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
-        sp.add_argument("--download", action="store_true", help="download missing weights from Hugging Face")
-        sp.add_argument("--image-size", type=int, default=None,
-                        help="image size in px for models that decode several (SimpleAR: 256, 512, 768, 1024; "
-                             "default 1024); others have their own fixed size")
 
-    g = sub.add_parser("generate", help="generate one image (--prompt), or K images per line of a prompt file "
-                                        "(--prompts)")
-    model_args(g)
+    g = sub.add_parser("generate", help="generate an image from --prompt, or K images per line of a --prompts file",
+                       description="Generate with N trajectories and write the chosen image, every candidate, "
+                                   "the trace plot, the entropy map and the trace to --out; or, with --prompts, "
+                                   "K images per prompt line in GenEval's layout.")
+    model_choice(g)
+    g.add_argument("--device", default=None, help="torch device (default: the model's choice: cuda when available "
+                                                  "for LlamaGen, Janus-Pro and SimpleAR, cpu for the toy models)")
+    g.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    g.add_argument("--download", action="store_true", help="download missing weights from Hugging Face (the "
+                                                           "files and their sizes are listed first)")
+    g.add_argument("--image-size", type=int, default=None,
+                   help="image size in px for models that decode several (SimpleAR: 256, 512, 768, 1024; "
+                        "default 1024); others have their own fixed size")
     what = g.add_mutually_exclusive_group(required=True)
     what.add_argument("--prompt")
     what.add_argument("--prompts", help="a prompt file (.txt: one per line; .jsonl: {\"prompt\": ...} per line, e.g. "
@@ -201,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-rows", type=int, default=None,
                    help="with --prompts: trajectories decoded at once, across images (default: 4 x N on a CPU, "
                         "what fits in memory on a GPU); pruned rows are refilled by the next images")
-    g.add_argument("--strategy", default="scalingar", choices=STRATEGIES)
+    g.add_argument("--strategy", default="scalingar", choices=STRATEGIES,
+                   help="one of %(choices)s (default %(default)s)")
     g.add_argument("--n", "--num-trajectories", dest="n", type=int, default=None,
                    help="number of trajectories N (default 8; under torchrun spell it --num-trajectories: torchrun "
                         "reads --n as its own)")
@@ -217,16 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", default="out", help="output folder")
     g.add_argument("--trace", default=None, help="trace JSON path (default: OUT/trace.json)")
     g.add_argument("--all", action="store_true", help="also write every surviving candidate as PNG")
-    g.add_argument("--compile", action="store_true",
-                   help="torch.compile the decode step (one graph per batch size; CUDA graphs on GPUs); the first "
-                        "steps of each batch size pay the compilation")
+    g.add_argument("--compile", action="store_true", help=COMPILE_HELP)
     g.set_defaults(func=cmd_generate)
 
     ls = sub.add_parser("list", help="list registered models")
     ls.set_defaults(func=cmd_list)
 
-    dl = sub.add_parser("download", help="download a model's files")
-    model_args(dl)
+    dl = sub.add_parser("download", help="download a model's files (listed with their sizes first)")
+    model_choice(dl)
     dl.set_defaults(func=cmd_download)
 
     cv = sub.add_parser("convert", help="write a safetensors copy of an upstream .pt checkpoint or Cosmos decoder.jit")

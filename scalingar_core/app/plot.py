@@ -8,6 +8,8 @@ is used (a ``Figure`` on the Agg canvas, no pyplot): no GUI backend, no global s
 Same colours and marks as the widget: C per trajectory (selected one thick with a light halo, the others
 dimmed), the threshold θ dashed and broken before warm-up, a ring where a trajectory left a low-confidence
 basin and a cross for a hard fail, each at the step and C where it left; below, each trajectory's CFG.
+Each line ends in its candidate number (``#i``, as in ``candidates.png``), and the legend lists only the
+marks that occur.
 """
 from __future__ import annotations
 
@@ -100,7 +102,7 @@ def draw_summary(summary: dict, width: int = 768, height: int = 512):
 
     for ax, (lo, hi), label in ((ax_c, (c_lo, c_hi), "C"), (ax_g, (g_lo, g_hi), "CFG")):
         ax.set_facecolor(THEME["panel"])
-        ax.set_xlim(0, x_max)
+        ax.set_xlim(0, x_max * 1.06)  # room for the candidate numbers at the line ends
         ax.set_ylim(lo, hi)
         ax.grid(True, axis="y", color=THEME["grid"], linewidth=1 * pt)
         ax.set_axisbelow(True)
@@ -141,16 +143,33 @@ def draw_summary(summary: dict, width: int = 768, height: int = 512):
             ax_c.plot([at], [y], linestyle="none", markersize=9 * pt, markeredgewidth=2 * pt, zorder=5,
                       **marks.get(t.get("removed_reason"), other))
 
-    handles = [Line2D([], [], color=THEME["theta"], linewidth=1.5 * pt, linestyle=(0, dash), label="θ"),
-               Line2D([], [], linestyle="none", markersize=8 * pt, markeredgewidth=2 * pt, label="basin",
-                      **marks["basin"]),
-               Line2D([], [], linestyle="none", markersize=8 * pt, markeredgewidth=2 * pt, label="hard fail",
-                      **marks["hard_fail"])]
+    # The legend names only what this plot shows; each line is labelled with its candidate number at its end.
+    handles = []
+    if any(_finite(v) for v in theta):
+        handles.append(Line2D([], [], color=THEME["theta"], linewidth=1.5 * pt, linestyle=(0, dash), label="θ"))
+    reasons = {t.get("removed_reason") for t in trajectories if isinstance(t.get("removed_at"), int)}
+    for reason, label in (("basin", "basin"), ("hard_fail", "hard fail")):
+        if reason in reasons:
+            handles.append(Line2D([], [], linestyle="none", markersize=8 * pt, markeredgewidth=2 * pt, label=label,
+                                  **marks[reason]))
+    if reasons - set(marks):
+        handles.append(Line2D([], [], linestyle="none", markersize=8 * pt, markeredgewidth=2 * pt, label="removed",
+                              **other))
     if selected is not None:
         handles.append(Line2D([], [], color=_rgb(colour(selected.get("index", 0))), linewidth=3 * pt,
-                              path_effects=halo, label=f"selected #{selected.get('index')}"))
-    ax_c.legend(handles=handles, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=len(handles), frameon=False,
-                fontsize=font, labelcolor=THEME["text"], borderaxespad=0.2, handlelength=2.2, columnspacing=1.2)
+                              path_effects=halo, label=f"chosen #{selected.get('index')}"))
+    for t in trajectories:  # at the removal mark, or where the line ends
+        c_values = _values(t.get("C"))
+        at = t["removed_at"] if isinstance(t.get("removed_at"), int) else len(c_values) - 1
+        y = value_at_or_before(c_values, at)
+        if y is not None:
+            ax_c.annotate(f"#{t.get('index', 0)}", (at, y), xytext=(8 * px, 0), textcoords="offset pixels",
+                          color=_rgb(colour(t.get("index", 0))), fontsize=font * 0.85, va="center", zorder=6,
+                          fontweight="bold" if t is selected else "normal", annotation_clip=False)
+    if handles:
+        ax_c.legend(handles=handles, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=len(handles),
+                    frameon=False, fontsize=font, labelcolor=THEME["text"], borderaxespad=0.2, handlelength=2.2,
+                    columnspacing=1.2)
     title = f"C · {summary['strategy']}" if summary.get("strategy") else "C"
     ax_c.set_title(title, loc="left", color=THEME["text"], fontsize=font * 1.1, pad=4 * px)
     if not any(_finite(v) for t in trajectories for v in t.get("C") or []):

@@ -1,8 +1,8 @@
 """The engine step's pure math under ``torch.compile`` (opt-in, with the model's compiled decode step).
 
 Three pure functions carry almost all of a step's elementwise work: the token signals read from the logits
-(eqs. 5 and 9 (5, 9): passes over the vocabulary), the state after the rolling statistics (eqs. 8–12
-(8–12)), and guidance with the token draw (eq. 1 and the sampler). Each is compiled once with static
+(eqs. 5 and 7 (v1 5, 9): passes over the vocabulary), the state after the rolling statistics (v3 §4.1.1
+to eq. 8 (v1 8–12)), and guidance with the token draw (eq. 1 (1) and the sampler). Each is compiled once with static
 shapes, so a batch size gets one graph per function and no step recompiles (the step index never enters
 them: where the math depends on it, the step passes tensors or one of two fixed branches). The rest of a
 step (rolling pools indexed by the step, the gate's quantile, bookkeeping) stays eager. Compiled math may

@@ -1,4 +1,4 @@
-"""Profile level of ScalingAR: eqs. (5)–(12) of ``shared/method.md`` (v1 numbering).
+"""Profile level of ScalingAR: eqs. 5–8 (v1 5–12). Numbers are v3 (v1), as in ``docs/method.md``.
 
 Each equation is one small function on tensors of the ``n`` active trajectories. :class:`ConfidenceProfile`
 strings them together for one decoding step and keeps its state in :class:`ProfileState`, a dataclass of
@@ -15,7 +15,7 @@ from .config import ProfileConfig
 from .history import History, RollingPool
 from .sampling import guided_logits
 
-# ---------------------------------------------------------------- token-level signals (eqs. 3, 5)
+# ---------------------------------------------------------------- token-level signals (eqs. 3 (3), 5 (5))
 
 def _unnormalised(logits: torch.Tensor, top: torch.Tensor | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -30,7 +30,7 @@ def _unnormalised(logits: torch.Tensor, top: torch.Tensor | None = None
 
 
 def entropy_and_margin(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Eq. (5) inputs: normalised entropy H̄ = H / log|V| and the top-1 minus top-2 probability margin m,
+    """Eq. 5 (5) inputs: normalised entropy H̄ = H / log|V| and the top-1 minus top-2 probability margin m,
     plus logsumexp ℓ (for the other signals of the same distribution).
 
     ``logits`` ``[n, V]`` fp32 (already guided and divided by the temperature) over the full vocabulary."""
@@ -43,12 +43,13 @@ def entropy_and_margin(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 
 
 def token_confidence(entropy_norm: torch.Tensor, margin: torch.Tensor, alpha_h: float, alpha_m: float) -> torch.Tensor:
-    """Eq. (5): c_t = 1 − u_t with u_t = α_H·H̄_t + α_M·(1 − m_t)."""
+    """Eq. 5 (5): c_t = 1 − u_t with u_t = α_H·H̄_t + α_M·(1 − m_t)."""
     return 1.0 - (alpha_h * entropy_norm + alpha_m * (1.0 - margin))
 
 
 def ema(previous: torch.Tensor, value: torch.Tensor, rate: float) -> torch.Tensor:
-    """Eqs. (6), (8), (10), (13): x_t = (1 − λ)·x_{t−1} + λ·value (λ weights the new value, A3), as one lerp."""
+    """The EMAs of eq. 5 (6), v3 §4.1.1 (8), v3 §4.1.2 (10) and eq. 9 (13): x_t = (1 − λ)·x_{t−1} + λ·value
+    (λ weights the new value, A3), as one lerp."""
     return torch.lerp(previous, value, rate)
 
 
@@ -59,7 +60,7 @@ def self_certainty(logits: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
     return -(mean_logp + math.log(logits.shape[-1]))
 
 
-# ---------------------------------------------------------------- worst-block stability (eq. 7)
+# ---------------------------------------------------------------- worst-block stability (eq. 6 (7))
 
 def block_layout(grid: tuple[int, int], b: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Block index of every raster position and the capacity (cells) of every b×b block (edge blocks may
@@ -75,7 +76,7 @@ def block_layout(grid: tuple[int, int], b: int) -> tuple[torch.Tensor, torch.Ten
 
 @dataclass(frozen=True)
 class BlockSchedule:
-    """What eq. (7) may use after each step ``t``, fixed before the run: every trajectory sits at the same
+    """What eq. 6 (7) may use after each step ``t``, fixed before the run: every trajectory sits at the same
     raster position, so the blocks' fill and eligibility depend on ``t`` alone (no per-step host work)."""
 
     count: torch.Tensor  # [T, K] float: cells of each block filled after position t (device)
@@ -94,7 +95,7 @@ def block_schedule(grid: tuple[int, int], b: int, min_fill: float, worst_fractio
 
 def worst_block_entropy(block_sum: torch.Tensor, count: torch.Tensor, eligible: torch.Tensor,
                         k: int) -> torch.Tensor | None:
-    """Eq. (7): Ē^worst_t, the mean of the worst ``k`` = ⌈q·n_eligible⌉ block means E_k (highest entropy)
+    """Eq. 6 (7): Ē^worst_t, the mean of the worst ``k`` = ⌈q·n_eligible⌉ block means E_k (highest entropy)
     over the blocks whose fill ratio is at least ρ_min. ``None`` when no block is eligible yet (``k`` = 0).
 
     ``block_sum`` ``[n, K]`` sums of H̄ per block; ``count`` ``[K]`` cells filled per block; ``eligible``
@@ -106,26 +107,26 @@ def worst_block_entropy(block_sum: torch.Tensor, count: torch.Tensor, eligible: 
 
 
 def rolling_minmax(value: torch.Tensor, low: torch.Tensor, high: torch.Tensor, eps: float) -> torch.Tensor:
-    """Eq. (7): N^rolling(x) = (x − min_win) / (max_win − min_win + ε)."""
+    """Eq. 6 (7): N^rolling(x) = (x − min_win) / (max_win − min_win + ε)."""
     return (value - low) / (high - low + eps)
 
 
 def block_stability(worst: torch.Tensor, low: torch.Tensor, high: torch.Tensor, eps: float) -> torch.Tensor:
-    """Eq. (7): B_t = 1 − N^rolling(Ē^worst_t)."""
+    """Eq. 6 (7): B_t = 1 − N^rolling(Ē^worst_t)."""
     return 1.0 - rolling_minmax(worst, low, high, eps)
 
 
-# ---------------------------------------------------------------- intrinsic channel (eq. 8)
+# ---------------------------------------------------------------- intrinsic channel (v3 §4.1.1 (8))
 
 def intrinsic_raw(s_tok: torch.Tensor, block: torch.Tensor, w_tok: float, w_blk: float) -> torch.Tensor:
-    """Eq. (8): I^raw_t = w_tok·s^tok_t + w_blk·B_t (then smoothed by :func:`ema` with λ_I)."""
+    """v3 §4.1.1 (8): I^raw_t = w_tok·s^tok_t + w_blk·B_t (then smoothed by :func:`ema` with λ_I)."""
     return w_tok * s_tok + w_blk * block
 
 
-# ---------------------------------------------------------------- conditional channel (eqs. 9, 10)
+# ---------------------------------------------------------------- conditional channel (eq. 7 (9, 10))
 
 def conditional_kl(cond_logits: torch.Tensor, uncond_logits: torch.Tensor) -> torch.Tensor:
-    """Eq. (9): K_t = KL(p_c ‖ p_u) = Σ_v p_c(v)·[log p_c(v) − log p_u(v)] (temperature already applied).
+    """Eq. 7 (9): K_t = KL(p_c ‖ p_u) = Σ_v p_c(v)·[log p_c(v) − log p_u(v)] (temperature already applied).
 
     Computed as Σ p_c·(ℓ_c − ℓ_u) − logsumexp ℓ_c + logsumexp ℓ_u: the same value in fewer passes (fp32
     logits)."""
@@ -135,20 +136,20 @@ def conditional_kl(cond_logits: torch.Tensor, uncond_logits: torch.Tensor) -> to
 
 
 def rolling_zscore(value: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, eps: float) -> torch.Tensor:
-    """Eq. (9): z_t = (K_t − μ^roll_t) / (σ^roll_t + ε)."""
+    """v3 §4.1.2 (9): z_t = (K_t − μ^roll_t) / (σ^roll_t + ε)."""
     return (value - mean) / (std + eps)
 
 
 def drift_score(z: torch.Tensor) -> torch.Tensor:
-    """Eq. (10): D_t = σ(z_t), the logistic map into [0, 1] (RECONSTRUCTED form)."""
+    """v3 §4.1.2 (10): D_t = σ(z_t), the logistic map into [0, 1] (RECONSTRUCTED form)."""
     return torch.sigmoid(z)
 
 
-# ---------------------------------------------------------------- unified confidence (eqs. 11, 12)
+# ---------------------------------------------------------------- unified confidence (v3 §4.1.3 (11), eq. 8 (12))
 
 def unified_confidence(intrinsic: torch.Tensor, drift: torch.Tensor, w_i: float, w_d: float,
                        calibration: tuple[float, float] | None = None) -> torch.Tensor:
-    """Eq. (11): C_t = w_I·I_t + w_D·D̂_t, optionally calibrated as σ(a·C_t + b)."""
+    """v3 §4.1.3 (11): C_t = w_I·I_t + w_D·D̂_t, optionally calibrated as σ(a·C_t + b)."""
     c = w_i * intrinsic + w_d * drift
     if calibration is not None:
         c = torch.sigmoid(calibration[0] * c + calibration[1])
@@ -156,7 +157,7 @@ def unified_confidence(intrinsic: torch.Tensor, drift: torch.Tensor, w_i: float,
 
 
 def rebound(c: torch.Tensor, c_min: torch.Tensor, eps: float) -> torch.Tensor:
-    """Eq. (12): R_t = (C_t − C_min(t)) / (|C_min(t)| + ε), with C_min(t) = min_{τ≤t} C_τ."""
+    """Eq. 8 (12): R_t = (C_t − C_min(t)) / (|C_min(t)| + ε), with C_min(t) = min_{τ≤t} C_τ."""
     return (c - c_min) / (c_min.abs() + eps)
 
 
@@ -166,7 +167,7 @@ def rebound(c: torch.Tensor, c_min: torch.Tensor, eps: float) -> torch.Tensor:
 def token_signals(source: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor, alpha_h: float, alpha_m: float
                   ) -> tuple[torch.Tensor, ...]:
     """Everything one step reads from the logits: H̄, m and c_t of eq. 5 (5) on ``source`` (the sampled
-    distribution), the self-certainty of ``source``, and K of eq. 9 (9). One pure function so that
+    distribution), the self-certainty of ``source``, and K of eq. 7 (9). One pure function so that
     ``torch.compile`` fuses its passes over the vocabulary into few kernels."""
     h_norm, margin, lse = entropy_and_margin(source)
     c_tok = token_confidence(h_norm, margin, alpha_h, alpha_m)
@@ -176,8 +177,8 @@ def token_signals(source: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor
 def fused_state(first: bool, s_tok: torch.Tensor, block: torch.Tensor, intrinsic: torch.Tensor, kl: torch.Tensor,
                 kl_mean: torch.Tensor, kl_std: torch.Tensor, d_hat: torch.Tensor, c_min: torch.Tensor,
                 cfg: ProfileConfig) -> tuple[torch.Tensor, ...]:
-    """Eqs. 8–12 (8–12) after the rolling statistics: I, D, D̂, C, C_min and R, elementwise (one fused
-    kernel when compiled)."""
+    """v3 §4.1.1 to eq. 8 (v1 8–12) after the rolling statistics: I, D, D̂, C, C_min and R, elementwise
+    (one fused kernel when compiled; docs/method.md)."""
     i_raw = intrinsic_raw(s_tok, block, cfg.w_tok, cfg.w_blk)
     intrinsic = i_raw if first else ema(intrinsic, i_raw, cfg.lambda_i)
     d = drift_score(rolling_zscore(kl, kl_mean, kl_std, cfg.eps))
@@ -193,12 +194,12 @@ def fused_state(first: bool, s_tok: torch.Tensor, block: torch.Tensor, intrinsic
 class ProfileState:
     """Per-trajectory profile state (rows follow the active batch)."""
 
-    s_tok: torch.Tensor  # [n] eq. 6
-    intrinsic: torch.Tensor  # [n] I, eq. 8
-    d_hat: torch.Tensor  # [n] D̂, eq. 10
-    c: torch.Tensor  # [n] C, eq. 11
-    c_min: torch.Tensor  # [n] eq. 12
-    r: torch.Tensor  # [n] eq. 12
+    s_tok: torch.Tensor  # [n] eq. 5 (6)
+    intrinsic: torch.Tensor  # [n] I, v3 §4.1.1 (8)
+    d_hat: torch.Tensor  # [n] D̂, v3 §4.1.2 (10)
+    c: torch.Tensor  # [n] C, v3 §4.1.3 (11)
+    c_min: torch.Tensor  # [n] eq. 8 (12)
+    r: torch.Tensor  # [n] eq. 8 (12)
     block_sum: torch.Tensor  # [n, K] accumulated H̄ per block
     tok_conf_sum: torch.Tensor  # [n] Σ c_t (Best-of-N / IS intrinsic score)
     self_cert_sum: torch.Tensor  # [n] Σ self-certainty
@@ -215,7 +216,7 @@ class ProfileState:
 
 
 class ConfidenceProfile:
-    """Computes eqs. (5)–(12) for the active trajectories at each step and records them in ``history``."""
+    """Computes eqs. 5–8 (v1 5–12) for the active trajectories at each step and records them in ``history``."""
 
     def __init__(self, cfg: ProfileConfig, grid: tuple[int, int], num_trajectories: int, device,
                  history: History, math=None):
@@ -243,16 +244,16 @@ class ConfidenceProfile:
              cfg_prev: torch.Tensor, temperature: float) -> ProfileState:
         cfg, st, hist, fn = self.cfg, self.state, self.history, self.math
         first = t == 0
-        # (5) token-level signals of the sampled (guided) distribution at the previous scale (A1), and (9)
+        # eq. 5 (5): token-level signals of the sampled (guided) distribution at the previous scale (A1); eq. 7 (9)
         if temperature != 1.0:
             cond, uncond = cond / temperature, uncond / temperature
         source = cond if cfg.entropy_source == "conditional" else guided_logits(cond, uncond, cfg_prev)
         h_norm, margin, c_tok, self_cert, kl = fn.token_signals(source, cond, uncond, cfg.alpha_h, cfg.alpha_m)
         st.tok_conf_sum += c_tok
         st.self_cert_sum += self_cert
-        # (6)
+        # eq. 5 (6)
         st.s_tok = c_tok if first else ema(st.s_tok, c_tok, cfg.lambda_tok)
-        # (7) accumulate this position's entropy into its block, then the worst eligible blocks
+        # eq. 6 (7): accumulate this position's entropy into its block, then the worst eligible blocks
         st.block_sum[:, self.block_index[t]] += h_norm
         blocks = self.blocks
         worst = worst_block_entropy(st.block_sum, blocks.count[t], blocks.eligible[t], blocks.worst[t])
@@ -264,7 +265,7 @@ class ConfidenceProfile:
             self.worst_pool.push(t, ids, worst)
             low, high = self.worst_pool.min_max(t, ids, cfg.normalisation)
             block = block_stability(worst, low, high, cfg.eps)
-        # (8)–(12) after the rolling statistics of (9)
+        # v3 §4.1.1 to eq. 8 (v1 8–12), after the rolling statistics of eq. 7 (9)
         self.kl_pool.push(t, ids, kl)
         mean, std = self.kl_pool.mean_std(t, ids, cfg.normalisation)
         st.intrinsic, d, st.d_hat, st.c, st.c_min, st.r = fn.fused_state(

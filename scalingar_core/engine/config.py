@@ -1,4 +1,4 @@
-"""Every setting of ScalingAR (``shared/method.md`` §3) with its default, validated on construction.
+"""Every setting of ScalingAR (``docs/method.md``, "Every default") with its default, validated on construction.
 
 Settings marked RECONSTRUCTED are our reading where no source gives the value or the rule; each says what
 the alternative reading is, so it can be switched without touching the engine.
@@ -53,7 +53,7 @@ MAX_WINDOW = 4096
 """Rolling windows and the recovery window, in tokens: 4× the longest image (LlamaGen 512 px, 1024 tokens);
 a longer window changes nothing but the N × window floats each rolling pool holds."""
 MAX_TOP_K = 1_000_000  # above any image tokenizer's vocabulary (checked against the model's at run time)
-MAX_BLOCK = 64  # eq. 7 blocks: a side beyond any token grid (LlamaGen 512 px is 32 x 32) is one block
+MAX_BLOCK = 64  # eq. 6 (7) blocks: a side beyond any token grid (LlamaGen 512 px is 32 x 32) is one block
 TRUE_WORDS, FALSE_WORDS = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
@@ -165,30 +165,31 @@ class SamplingConfig(_Config):
 
 @dataclass
 class ProfileConfig(_Config):
-    """Profile level, eqs. (5)–(12): how one calibrated confidence C per trajectory is formed."""
+    """Profile level, eqs. 5–8 (v1 5–12; docs/method.md): how one calibrated confidence C per trajectory
+    is formed."""
 
-    alpha_h: float = 0.5  # eq. 5 entropy weight (v3 table; v3 §D.2 finds 0.7/0.3 slightly better, A17)
-    alpha_m: float = 0.5  # eq. 5 margin weight
-    lambda_tok: float = 0.2  # eq. 6, weight on the new observation (A3)
-    block_size: int = 4  # eq. 7, b
+    alpha_h: float = 0.5  # eq. 5 (5) entropy weight (v3 table; v3 §D.2 finds 0.7/0.3 slightly better, A17)
+    alpha_m: float = 0.5  # eq. 5 (5) margin weight
+    lambda_tok: float = 0.2  # eq. 5 (6), weight on the new observation (A3)
+    block_size: int = 4  # eq. 6 (7), b
     min_fill: float = 0.5
-    """eq. 7 fill ratio ρ_min. RECONSTRUCTED: half a block (2 of 4 rows under raster order)."""
-    worst_fraction: float = 0.1  # eq. 7, q
+    """Eq. 6 (7) fill ratio ρ_min. RECONSTRUCTED: half a block (2 of 4 rows under raster order)."""
+    worst_fraction: float = 0.1  # eq. 6 (7), q
     neutral_block_score: float = 0.5
     """B before any block is eligible. RECONSTRUCTED (A6): neutral 0.5; the alternative drops the term."""
-    w_tok: float = 0.65  # eq. 8
-    w_blk: float = 0.35  # eq. 8
-    lambda_i: float = 0.2  # eq. 8 EMA
+    w_tok: float = 0.65  # v3 §4.1.1 (8)
+    w_blk: float = 0.35  # v3 §4.1.1 (8)
+    lambda_i: float = 0.2  # v3 §4.1.1 (8) EMA
     lambda_d: float = 0.2
-    """eq. 10 EMA of D. RECONSTRUCTED: same as the other EMAs (v1 never defines D̂)."""
-    w_i: float = 0.75  # eq. 11
-    w_d: float = 0.25  # eq. 11
+    """v3 §4.1.2 (10) EMA of D. RECONSTRUCTED: same as the other EMAs (v1 never defines D̂)."""
+    w_i: float = 0.75  # v3 §4.1.3 (11)
+    w_d: float = 0.25  # v3 §4.1.3 (11)
     calibrate: bool = False
-    """eq. 11 optional affine-sigmoid C ← σ(a·C + b). RECONSTRUCTED: off (v1 'optional', v3 dropped it)."""
+    """(v1 11) optional affine-sigmoid C ← σ(a·C + b). RECONSTRUCTED: off (v1 'optional', v3 dropped it)."""
     calib_a: float = 6.0
     calib_b: float = -3.0
     roll_window: int = 64
-    """L_roll, steps in the rolling min–max of eq. 7 and the z-score of eq. 9. RECONSTRUCTED (A5)."""
+    """L_roll, steps in the rolling min–max of eq. 6 (7) and the z-score of eq. 7 (9). RECONSTRUCTED (A5)."""
     entropy_source: str = "guided"
     """A1, RECONSTRUCTED: entropy and margin of the guided distribution at the previous step's CFG
     ('guided', what is sampled) or of the conditional distribution ('conditional')."""
@@ -202,7 +203,7 @@ class ProfileConfig(_Config):
     line 20), the highest mean of C over the trajectory's steps ('mean', RECONSTRUCTED alternative), or
     the highest mean log-probability of the trajectory's own sampled tokens ('token_logprob', NOT IN THE
     PAPER: on toy-shapes-256 it picked better than final C among the same survivors, 46.8 against 43.3 %,
-    +3.5 ± 1.0 points paired; README, Benchmark). Pruning does not depend on it."""
+    +3.5 ± 1.0 points paired; docs/benchmarks.md). Pruning does not depend on it."""
 
     def __post_init__(self):
         _choice("selection", self.selection, CHOICES["selection"])
@@ -230,12 +231,12 @@ class ProfileConfig(_Config):
 
 @dataclass
 class GateConfig(_Config):
-    """Policy level, adaptive termination gate: eq. (13) plus recovery, protection horizon and hard fail."""
+    """Policy level, adaptive termination gate: eq. 9 (13) plus recovery, protection horizon and hard fail."""
 
     enabled: bool = True
     warmup_fraction: float = 0.125  # W_0 as a fraction of T
     quantile: float = 0.2  # p
-    lambda_theta: float = 0.2  # eq. 13 EMA rate
+    lambda_theta: float = 0.2  # eq. 9 (13) EMA rate
     update_interval: int = 1
     """K. RECONSTRUCTED (A8): every step as in v3 Algorithm 1; v1 says 'every K steps' (alternative 8),
     pooling the C values of the last K steps of the active trajectories."""
@@ -258,7 +259,7 @@ class GateConfig(_Config):
     recovery_reference: str = "flag"
     """A12, RECONSTRUCTED (resolved by the paper's budget, with ``probation``): a rebound (C − ref ≥ δ_gap
     or R ≥ δ_rec) is measured from C when probation began ('flag', default), from the trajectory's all-time
-    running minimum C_min ('running_min': eq. 12's R as printed) or from its lowest C since the flag
+    running minimum C_min ('running_min': eq. 8 (12)'s R as printed) or from its lowest C since the flag
     ('min_since_flag')."""
     probation: str = "end_of_window"
     """A12, RECONSTRUCTED: how a flagged trajectory (C < θ) is judged.
@@ -276,8 +277,8 @@ class GateConfig(_Config):
     gate with noisy C traces (noise measured on the toy model's real traces): 'continuous' and every
     'running_min' reading stop pruning once C is noisy (a 5 % wobble above an all-time low, or a step
     above θ, resets them), 'window' and 'min_since_flag' lose most removals at the measured noise, and only
-    'end_of_window' with 'flag' stays near the paper's budget across noise levels (README, "The gate and
-    the paper's token budget")."""
+    'end_of_window' with 'flag' stays near the paper's budget across noise levels (docs/benchmarks.md, "The gate
+    and the paper's token budget")."""
 
     def __post_init__(self):
         _unit("warmup_fraction", self.warmup_fraction, open_high=True)
@@ -304,7 +305,7 @@ class GateConfig(_Config):
 
 @dataclass
 class SchedulerConfig(_Config):
-    """Policy level, guidance scheduler: eqs. (14)–(15), per-trajectory CFG."""
+    """Policy level, guidance scheduler: eq. 10 (v1 14–15), per-trajectory CFG."""
 
     enabled: bool = True
     alpha: float = 0.3  # condition-utilisation (drift correction) gain

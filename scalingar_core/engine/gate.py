@@ -1,4 +1,5 @@
-"""Policy level: the adaptive termination gate (eq. 13 with warm-up, recovery, protection horizon, hard fail).
+"""Policy level: the adaptive termination gate (eq. 9 (13) of docs/method.md, with warm-up, recovery,
+protection horizon, hard fail).
 
 A trajectory is removed when it sits in a low-confidence basin — flagged below θ and not rebounding for a
 whole recovery window — or at once when C falls under the hard-fail floor. How "probation" and "rebound"
@@ -28,13 +29,13 @@ def steps_from_fraction(fraction: float, total: int) -> int:
 
 
 def quantile(values: torch.Tensor, p: float) -> torch.Tensor:
-    """Eq. (13)'s Quantile_p over the finite entries (linear interpolation, as numpy's default)."""
+    """Eq. 9 (13)'s Quantile_p over the finite entries (linear interpolation, as numpy's default)."""
     values = values.reshape(-1)
     return torch.nanquantile(values.float(), p)
 
 
 def threshold_update(theta: torch.Tensor, q: torch.Tensor, rate: float) -> torch.Tensor:
-    """Eq. (13): θ ← (1 − λ_θ)·θ + λ_θ·Quantile_p({C}_recent)."""
+    """Eq. 9 (13): θ ← (1 − λ_θ)·θ + λ_θ·Quantile_p({C}_recent)."""
     return (1.0 - rate) * theta + rate * q
 
 
@@ -92,7 +93,7 @@ class TerminationGate:
             self.state.last_recovery[index] = _NEVER
 
     def update_threshold(self, t: int, ids: torch.Tensor, c: torch.Tensor) -> None:
-        """Eq. (13) with its schedule: nothing during warm-up, initialise at t = W_0, EMA every K steps."""
+        """Eq. 9 (13) with its schedule: nothing during warm-up, initialise at t = W_0, EMA every K steps."""
         cfg = self.cfg
         if t < self.warmup:
             return
@@ -146,10 +147,10 @@ class TerminationGate:
         st.flag_c = torch.where(newly, c, st.flag_c)
         st.flag_min = torch.where(newly, c, torch.minimum(st.flag_min, c))
         if cfg.recovery_reference == "running_min":
-            base = c_min  # R of eq. 12 as given
+            base = c_min  # R of eq. 8 (12) as given
         else:
             base = st.flag_c if cfg.recovery_reference == "flag" else st.flag_min
-            r = rebound(c, base, 1e-6)  # eq. 12's form, from the probation's own reference
+            r = rebound(c, base, 1e-6)  # eq. 8 (12)'s form, from the probation's own reference
         rec = on & recovered(c, base, r, cfg.delta_gap, cfg.delta_rec)
         if cfg.probation == "end_of_window":
             due = on & (t - st.flag_start >= cfg.recovery_window)

@@ -1,4 +1,4 @@
-"""Per-step records kept on the model's device: the trace buffers and the rolling pools of eqs. (7), (9).
+"""Per-step records kept on the model's device: the trace buffers and the rolling pools of eqs. 6 (7) and 7 (9).
 
 Both are indexed by a trajectory's original index, so compacting the active batch never moves them and a
 step writes its values with one scatter, without reading anything back to the host.

@@ -25,7 +25,7 @@ from .images import decode_partial
 
 
 class FinalConfidence:
-    """C of eq. 11 at the last step (v3 Algorithm 1's selection); zeros when nothing was observed."""
+    """C of v3 §4.1.3 (v1 11) at the last step (v3 Algorithm 1's selection); zeros when nothing was observed."""
 
     def __call__(self, group, steps_done: int) -> torch.Tensor:
         if group.state is None:

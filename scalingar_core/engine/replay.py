@@ -29,7 +29,7 @@ class _State:
 
 
 class _Observer:
-    """Stands in for the confidence profile: C is read from the traces; C_min and R follow eq. 12 (12)."""
+    """Stands in for the confidence profile: C is read from the traces; C_min and R follow eq. 8 (12)."""
 
     def __init__(self, traces: torch.Tensor, history):
         self.traces, self.history = traces, history

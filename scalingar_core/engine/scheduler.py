@@ -1,4 +1,5 @@
-"""Policy level: the guidance scheduler, eqs. (14)–(15). Each trajectory gets its own CFG scale."""
+"""Policy level: the guidance scheduler, eq. 10 (v1 14–15; docs/method.md). Each trajectory gets its own
+CFG scale."""
 from __future__ import annotations
 
 import torch
@@ -15,17 +16,17 @@ def volatility(window: torch.Tensor, measure: str) -> torch.Tensor:
 
 def cfg_adjustment(d_hat: torch.Tensor, vol: torch.Tensor, r: torch.Tensor, alpha: float, beta: float,
                    gamma: float) -> torch.Tensor:
-    """Eq. (14): Δs_t = α·(1 − D̂_t) + β·Vol_t(I) − γ·R_t."""
+    """Eq. 10 (14): Δs_t = α·(1 − D̂_t) + β·Vol_t(I) − γ·R_t."""
     return alpha * (1.0 - d_hat) + beta * vol - gamma * r
 
 
 def cfg_target(base: float, delta: torch.Tensor, form: str) -> torch.Tensor:
-    """Eq. (15) target s*_t: s_base + Δs (additive, v3 Algorithm 1) or s_base·(1 + Δs) (multiplicative, A9)."""
+    """(v1 15) target s*_t: s_base + Δs (additive, v3 Algorithm 1) or s_base·(1 + Δs) (multiplicative, A9)."""
     return base * (1.0 + delta) if form == "multiplicative" else base + delta
 
 
 def cfg_update(previous: torch.Tensor, target: torch.Tensor, cfg: SchedulerConfig, base: float) -> torch.Tensor:
-    """Eq. (15): deadband, then smoothing toward the target (or integration, A10), then the clamp."""
+    """(v1 15): deadband, then smoothing toward the target (or integration, A10), then the clamp."""
     if cfg.update == "integrating":
         proposal = previous + cfg.eta * (target - base)  # s_t = s_{t−1} + η·Δs
         move = proposal - previous

@@ -4,9 +4,9 @@ A **group** is one image being chosen: a condition with its settings, N trajecto
 model's device (the profile's and the gate's tensors, the CFG scales, the codes, the trace buffers). The
 step reads the group's rows of the model's logits and returns the tokens to feed next and the rows that stay:
 
-(I) signals and state from the step's logits (eqs. 5–12 (5–12)); (II) per-trajectory CFG (eqs. 14–15
-(14–15)) and one token each; (III) non-finite rows out, then the threshold (eq. 13 (13)) and pruning, or the
-baselines' resampling. What the strategy does is decided by its parts (:mod:`.parts`); the step never reads
+(I) signals and state from the step's logits (eqs. 5–8 (v1 5–12)); (II) per-trajectory CFG (eq. 10
+(v1 14–15)) and one token each; (III) non-finite rows out, then the threshold (eq. 9 (v1 13)) and pruning, or
+the baselines' resampling (docs/method.md). What the strategy does is decided by its parts (:mod:`.parts`); the step never reads
 a strategy's name. The only host read-backs are the gate's decision (once per step after the protection
 horizon) and the finite check's scalar.
 """
@@ -98,7 +98,7 @@ class Group:
         self.math = engine_math(bool(getattr(model, "compile_decode", False)), getattr(model, "compile_backend",
                                                                                       "inductor"))
         # Upstream samples CFG <= 1 from the conditional rows alone. The unconditional rows stay when the
-        # profile needs them (eq. 9's KL) or the scheduler may raise the scale above 1.
+        # profile needs them (eq. 7 (9)'s KL) or the scheduler may raise the scale above 1.
         self.guided = self.observe or parts.schedule or self.s.cfg_scale > 1
         self.history = History(n, self.steps, self.device)
         if observer is not None:

@@ -1,4 +1,4 @@
-"""Safe loading of LlamaGen / AR-GRPO weights (``shared/llamagen.md`` §5, §6).
+"""Safe loading of LlamaGen / AR-GRPO weights (``docs/models.md``).
 
 * ``.pt``/``.pth``/``.bin`` only through ``torch.load(weights_only=True)``: a file that pickles anything
   but tensors and plain containers is refused, never executed.

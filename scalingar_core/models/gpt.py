@@ -1,6 +1,6 @@
 """LlamaGen's GPT (text-to-image and class-to-image) in plain PyTorch, state-dict compatible with upstream.
 
-Layout facts (``shared/llamagen.md`` §1): a condition prefix of ``cls_token_num`` positions followed by
+Layout facts (``docs/models.md``): a condition prefix of ``cls_token_num`` positions followed by
 ``block_size`` raster-order image tokens; pre-norm Llama blocks (RMSNorm in fp32, fused ``wqkv``, SwiGLU);
 2D RoPE on interleaved channel pairs, first half of each head on the row index and second half on the
 column index, with **all-zero** cos/sin at prefix positions (so prefix q/k are zero vectors and the

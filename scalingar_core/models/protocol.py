@@ -18,7 +18,7 @@ The engine never touches a model's internals. It needs four things:
   assumes them.
 
 Optional: ``ARModel.start_batch(conditions, counts)`` is one guided session for several runs at once,
-``counts[i]`` rows of ``conditions[i]`` in order in each half; ``sampler.generate_batch`` (the bench) uses it
+``counts[i]`` rows of ``conditions[i]`` in order in each half; ``engine.loop.generate_batch`` (the bench) uses it
 to decode many runs with one forward per step, and runs them one at a time where a model lacks it.
 """
 from __future__ import annotations

@@ -56,6 +56,11 @@ def names() -> list[str]:
     return sorted(_REGISTRY, key=lambda n: (n != DEFAULT_MODEL, n))
 
 
+def model_help() -> str:
+    """``--model`` help text: the default and every registered name."""
+    return f"registered model name (default {DEFAULT_MODEL}): {', '.join(names())}"
+
+
 def entry(name: str) -> ModelEntry:
     _populate()
     if name not in _REGISTRY:

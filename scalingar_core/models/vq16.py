@@ -1,6 +1,6 @@
 """LlamaGen's VQ-16 image tokenizer (VQGAN-style conv encoder/decoder, L2-normalised 8-dim codebook).
 
-Attribute names follow the upstream state dict (``shared/llamagen.md`` §2). Decoding needs only
+Attribute names follow the upstream state dict (``docs/models.md``). Decoding needs only
 ``quantize.embedding``, ``post_quant_conv`` and ``decoder``; the encoder is here for round trips.
 Kept in fp32: the sample scripts never cast the VQ.
 """

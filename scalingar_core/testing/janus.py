@@ -117,7 +117,7 @@ def write_transformers_folder(folder: Path, model) -> Path:
 
 
 def _original_vq_key(key: str) -> str:
-    """transformers VQ names -> LlamaGen VQ-16 names (``shared/llamagen.md`` §2)."""
+    """transformers VQ names -> LlamaGen VQ-16 names (``docs/models.md``)."""
     key = key.replace(".up.", ".conv_blocks.").replace(".down.", ".conv_blocks.").replace(".block.", ".res.")
     return key.replace("mid.block_1.", "mid.0.").replace("mid.attn_1.", "mid.1.").replace("mid.block_2.", "mid.2.")
 

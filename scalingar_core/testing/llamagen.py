@@ -1,7 +1,7 @@
 """Tiny LlamaGen-layout models with random weights, written in the upstream file layouts.
 
 For tests and benchmarks on machines that cannot reach the Hub: the key names, nesting, prefixes and
-dtypes are those of the released files (``shared/llamagen.md`` §5, §6); only the sizes are small.
+dtypes are those of the released files (``docs/models.md``); only the sizes are small.
 """
 from __future__ import annotations
 

@@ -139,7 +139,8 @@ def versus(name):
     g.note((20, 20), (420, 230),
            "ScalingAR vs Best-of-N on the same prompt and seed (toy-shapes-256: offline, CPU).\n\n"
            "Top: ScalingAR (confidence profile + termination gate + guidance scheduler) removes weak "
-           "trajectories early; its trace plot shows C, the threshold and the removals (red crosses).\n"
+           "trajectories early; its trace plot shows C, the threshold and the removals (orange ring: left a "
+           "low-confidence basin; red cross: hard fail).\n"
            "Bottom: Best-of-N samples all 8 to the end and keeps the most confident.\n"
            "Compare the images, and the tokens_generated in each trace (ScalingAR spends fewer).\n"
            "Swap the loader's model for llamagen-t2i-xl-512 to compare on LlamaGen.")

@@ -15,7 +15,9 @@ redrawn from the cached UI output alone.
 Artifacts (test-artifacts/, suffix ``_vue`` for the Vue mode): comfyui_toy_workflow.png (whole UI),
 comfyui_widget.png (the plot, at 2x), and in the classic mode comfyui_trace_plot.png and
 comfyui_entropy_map.png (the Trace Plot and entropy-map preview nodes, enlarged, at 2x). With
-SCALINGAR_UPDATE_SCREENSHOT=1 they are also copied to docs/ for the README.
+SCALINGAR_UPDATE_SCREENSHOT=1 they are also copied to docs/ for the README, each with a JSON beside it
+recording the sha256 of the workflow, the model weights and the drawing code it shows
+(scripts/readme_pictures.py).
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from chromium_cdp import Browser
 
 sys.path.insert(0, str(REPO / "scripts" / "comfyui"))
 import harness  # noqa: E402
+
+sys.path.insert(0, str(REPO / "scripts"))
+import readme_pictures  # noqa: E402
 
 pytestmark = pytest.mark.comfyui
 
@@ -312,5 +317,9 @@ def test_toy_workflow_plots_in_the_browser(comfy_server, big_browser, artifacts,
             if (artifacts / artifact).is_file() and (artifact.endswith(f"{suffix}.png") if suffix else
                                                      not artifact.endswith("_vue.png")):
                 shutil.copyfile(artifacts / artifact, DOCS / doc)
+                # what it shows, so tests/test_readme_pictures.py can tell when it is stale
+                readme_pictures.stamp(DOCS / doc, readme_pictures.screenshot_sources(doc),
+                                      "SCALINGAR_UPDATE_SCREENSHOT=1 .scratch/comfyui/venv/bin/python -m pytest "
+                                      "tests/browser/test_comfyui_widget.py")
     print(f"{mode}: server start {comfy_server.startup_seconds:.1f}s, UI load {load_s:.1f}s, run {run_s:.1f}s, "
           f"events {watch['steps']}")

@@ -137,7 +137,7 @@ test("the selected trajectory is drawn last, thicker and with a halo; the others
   assert.ok(halo, "selected trajectory needs a halo");
   assert.deepEqual(halo.subpaths[0], sel.subpaths[0]);
   assert.ok(halo.style.lineWidth > sel.style.lineWidth);
-  assert.ok(ctx.texts.some((t) => t.text.includes("selected #3")));
+  assert.ok(ctx.texts.some((t) => t.text.includes("chosen #3")));
 });
 
 test("without a selection (live) no trajectory is highlighted or dimmed", () => {
@@ -255,4 +255,16 @@ test("renderCanvas sizes the bitmap for the pixel ratio and draws in CSS pixels"
   assert.equal(widthWrites, 1);
   // A collapsed node (no size) draws nothing and does not throw.
   assert.equal(renderCanvas({ clientWidth: 0, clientHeight: 0, getContext: () => ctx }, s), null);
+});
+
+test("the legend names only the marks that occur", () => {
+  const legendTexts = (summary) => {
+    const { ctx, layout } = draw(seriesFromSummary(summary));
+    return ctx.texts.filter((t) => t.y < layout.main.y && ["θ", "basin", "hard fail"].includes(t.text)).map((t) => t.text);
+  };
+  assert.deepEqual(legendTexts(makeSummary({ steps: 64, n: 5, selected: 0, basin: null, hardFail: null })), ["θ"]);
+  assert.deepEqual(legendTexts(makeSummary({ steps: 64, n: 5, selected: 0, basin: { index: 1, step: 30 }, hardFail: null })),
+    ["θ", "basin"]);
+  const both = makeSummary({ steps: 64, n: 5, selected: 0, basin: { index: 1, step: 30 }, hardFail: { index: 2, step: 20 } });
+  assert.deepEqual(legendTexts(both), ["θ", "basin", "hard fail"]);
 });

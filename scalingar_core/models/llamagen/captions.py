@@ -1,4 +1,4 @@
-"""Caption cleaning as LlamaGen trains and samples with it (``shared/llamagen.md`` §3.3).
+"""Caption cleaning as LlamaGen trains and samples with it (``docs/models.md``).
 
 Upstream runs the DeepFloyd/PixArt caption cleaner twice on every prompt, at training and at inference,
 so the T5 tokens a model was trained on depend on it: parentheses and brackets become spaces, "cube.a"

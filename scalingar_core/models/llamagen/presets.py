@@ -1,5 +1,5 @@
-"""Registry entries for the released LlamaGen checkpoints (``shared/llamagen.md`` §4.5, §5), and the family's
-hooks (``match_file``, ``load_checkpoint``, ``register_models``) that also cover AR-GRPO (``ar_grpo.py``)."""
+"""Registry entries for the released LlamaGen checkpoints (``docs/models.md``), and the family's hooks
+(``match_file``, ``load_checkpoint``, ``register_models``) that also cover AR-GRPO (``ar_grpo.py``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -35,7 +35,7 @@ class Preset:
     vq_filename: str
     defaults: SamplingDefaults
     image_size: int
-    padding_side: str = "left"  # t2i caption layout: LlamaGen left, AR-GRPO right (§3.4, §6)
+    padding_side: str = "left"  # t2i caption layout: LlamaGen left, AR-GRPO right (docs/models.md)
     vq: VQConfig = VQConfig()
     text_encoder_repo: str | None = T5_REPO  # None for c2i
     notes: tuple[str, ...] = ()

@@ -1,4 +1,4 @@
-"""FLAN-T5 caption features for LlamaGen text-to-image (``shared/llamagen.md`` §3).
+"""FLAN-T5 caption features for LlamaGen text-to-image (``docs/models.md``).
 
 T5 runs encoder-only through ``transformers``; prompts are cleaned as upstream cleans them (``captions``),
 tokenized to exactly 120 slots

@@ -45,17 +45,61 @@ class Detection:
                 "box": list(self.box), "pixels": self.pixels}
 
 
+FAILURE_KINDS = ("malformed shape", "wrong object", "missing object", "extra object", "wrong relation")
+
+
+def failure_kind(reason: str | None) -> str | None:
+    """The kind of a failure reason (None for a pass or an unscored image): a shape that is none of the
+    three, a wanted object drawn as another colour or shape (something missing and something unexpected),
+    an object missing, an extra object, or the right objects in the wrong relation."""
+    if not reason or reason.startswith("ok"):
+        return None
+    if reason.startswith("malformed"):
+        return "malformed shape"
+    missing, extra = reason.startswith("missing"), "unexpected" in reason
+    if missing and extra:
+        return "wrong object"
+    if missing or extra:
+        return "missing object" if missing else "extra object"
+    return "wrong relation"
+
+
+def _names(objects: Counter) -> str:
+    return ", ".join((f"{n}× " if n > 1 else "") + f"{c} {s}" for (c, s), n in sorted(objects.items()))
+
+
 @dataclass
 class CheckResult:
     passed: bool
     reason: str
     detected: list[Detection] = field(default_factory=list)
+    missing: Counter = field(default_factory=Counter)  # wanted (colour, shape) not found
+    unexpected: Counter = field(default_factory=Counter)  # found (colour, shape) not wanted
 
     def __bool__(self) -> bool:
         return self.passed
 
+    @property
+    def kind(self) -> str | None:
+        return failure_kind(self.reason)
+
+    def verdict(self) -> str:
+        """One short line for a person: 'passes', or the failure's kind and what it was, e.g.
+        'wrong object: yellow square for blue square'."""
+        if self.passed:
+            return "passes"
+        kind = self.kind
+        if kind == "wrong object":
+            return f"wrong object: {_names(self.unexpected)} for {_names(self.missing)}"
+        if kind == "missing object":
+            return f"missing object: {_names(self.missing)}"
+        if kind == "extra object":
+            return f"extra object: {_names(self.unexpected)}"
+        return f"{kind}: {self.reason.removeprefix('malformed ')}"
+
     def to_dict(self) -> dict:
-        return {"passed": self.passed, "reason": self.reason, "detected": [d.to_dict() for d in self.detected]}
+        return {"passed": self.passed, "reason": self.reason, "verdict": self.verdict(),
+                "detected": [d.to_dict() for d in self.detected]}
 
 
 def to_uint8_hwc(image) -> np.ndarray:
@@ -167,7 +211,7 @@ def check(image, spec: dict) -> CheckResult:
             parts.append(f"missing {_fmt(missing)}")
         if extra:
             parts.append(f"unexpected {_fmt(extra)}")
-        return CheckResult(False, "; ".join(parts) + f" (found {_fmt(got)})", found)
+        return CheckResult(False, "; ".join(parts) + f" (found {_fmt(got)})", found, missing, extra)
     rel = spec.get("relation")
     if rel is not None:
         s_key = (spec["objects"][rel["subject"]]["color"], spec["objects"][rel["subject"]]["shape"])

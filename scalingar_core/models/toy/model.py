@@ -138,7 +138,7 @@ class ToyShapesModel:
                           inputs=_inputs)
 
     def start_batch(self, conditions: list[ToyCondition], counts: list[int]) -> GPTSession:
-        """One guided session for several runs (``sampler.generate_batch``): ``counts[i]`` trajectories of
+        """One guided session for several runs (``engine.loop.generate_batch``): ``counts[i]`` trajectories of
         ``conditions[i]``, in order, in each half. Toy captions are never padded, so the rows share one mask."""
         for c in conditions:
             if not isinstance(c, ToyCondition):
