@@ -80,8 +80,9 @@ def main(argv=None) -> int:
     for _ in range(args.repeats):
         for label, strategy, n in plan:
             for mode, rows in modes:
-                figures.setdefault((label, mode), []).append(
-                    measure(model, conditions, strategy, n, rows if rows is not None else n))
+                figure = measure(model, conditions, strategy, n, rows if rows is not None else n)
+                figures.setdefault((label, mode), []).append(figure)
+                print(f"  ran {label} {mode}: {figure['wall']:.1f} s", flush=True)
     table = {}
     for (label, mode), runs in figures.items():
         wall = statistics.median(r["wall"] for r in runs)
