@@ -351,10 +351,11 @@ def test_generate_batch_equals_one_run_at_a_time(model):
     # a model decoding with a compiled step keeps one row per live trajectory (no size change per split)
     rows_seen.clear()
     model.start_batch, model.compile_decode = spy, True
+    model.compile_backend = "eager"  # the engine's math compiles too: traced by dynamo, computed as eager
     try:
         unshared = generate_batch(model, [encoded[p] for p in prompts], configs)
     finally:
-        del model.start_batch, model.compile_decode
+        del model.start_batch, model.compile_decode, model.compile_backend
     for a, b in zip(alone, unshared):
         assert torch.equal(a.codes, b.codes) and a.selected == b.selected and removed(a) == removed(b)
     assert rows_seen[0] == last == 1 + 8 + 8 + 8 + 8 + 5 > rows_seen[-1]
