@@ -3,6 +3,7 @@ full-size weights in bf16, eager against compiled (CUDA graphs), for plain N = 1
 
     python benchmarks/gpu_suite.py                  # one GPU, about 5 minutes (--budget-s caps it)
     python benchmarks/gpu_suite.py --smoke          # CPU, GPT-B at 64 px (16 steps), fp32: checks the script runs
+    python benchmarks/gpu_suite.py --throughput     # then images/min, one group at a time vs continuous batching
 
 Per run: end-to-end seconds (prefill, 1024 steps, VQ decode of every candidate), ms per decode step, peak
 device memory (T5 is not loaded: the caption is random features, as if T5 had been offloaded after
@@ -97,6 +98,9 @@ def main(argv=None) -> int:
     ap.add_argument("--modes", default="eager,compiled")
     ap.add_argument("--budget-s", type=float, default=290, help="skip runs that would start after this")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--throughput", action="store_true",
+                    help="then benchmarks/throughput.py on this device (random GPT-B c2i 256 px, 16 prompts): "
+                         "images per minute one group at a time against continuous batching")
     args = ap.parse_args(argv)
     preset = args.preset or ("B" if args.smoke else "XL")
     size = args.image_size or (64 if args.smoke else 512)
@@ -142,6 +146,12 @@ def main(argv=None) -> int:
         print(f"analytic peak, N = 8, T5 offloaded: {analytic:.2f} GB (target <= 8 GB)")
     if skipped:
         print(f"skipped (over --budget-s {args.budget_s:.0f}): {', '.join(skipped)}")
+    if args.throughput:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import throughput
+
+        throughput.main(["--device", str(device), "--prompts", "4" if args.smoke else "16"]
+                        + (["--model", "random-GPT-B"] if not args.smoke else ["--model", "toy-shapes"]))
     out = args.out or (os.path.join(os.environ["OUT"], "gpu_suite.json") if os.environ.get("OUT") else None)
     if out:
         files.write_text(out, json.dumps({"model": model.name, "device": name, "dtype": str(dtype), "runs": rows,

@@ -31,25 +31,33 @@ TOY_PROMPTS = ["a yellow circle and a blue square", "two red triangles", "a gree
                "a red square above a green circle", "three yellow triangles", "a purple circle", "two blue squares"]
 
 
-def load(name: str):
+def load(name: str, device: str = "cpu"):
     if name.startswith("random-GPT-"):
         from scalingar_core.testing.random_llamagen import RandomLlamaGen
 
-        return RandomLlamaGen(name.removeprefix("random-GPT-")), [str(i) for i in range(1000)]
+        dtype = torch.float32 if device == "cpu" else torch.bfloat16
+        return RandomLlamaGen(name.removeprefix("random-GPT-"), device=device, dtype=dtype), [str(i) for i in range(1000)]
     from scalingar_core.models import registry
 
-    return registry.load(name), TOY_PROMPTS
+    return registry.load(name, device=device), TOY_PROMPTS
+
+
+def _sync(model) -> None:
+    if torch.device(model.device).type == "cuda":
+        torch.cuda.synchronize(model.device)
 
 
 def measure(model, conditions, strategy: str, n: int, max_rows: int) -> dict:
     configs = [RunConfig.from_dict({"strategy": strategy, "sampling": {"seed": i, "num_trajectories": n}})
                for i in range(len(conditions))]
     groups = [Group(model, c, k) for c, k in zip(conditions, configs)]
+    _sync(model)
     start = time.perf_counter()
     tokens = 0
     with torch.inference_mode():
         for _, result in run(model, groups, max_rows=max_rows):
             tokens += result.tokens_generated
+    _sync(model)
     wall = time.perf_counter() - start
     return {"wall": wall, "images_per_min": 60 * len(groups) / wall, "tokens_per_image": tokens / len(groups)}
 
@@ -62,17 +70,18 @@ def main(argv=None) -> int:
     ap.add_argument("--max-rows", type=int, default=None, help="trajectories live at once (default 4 × N)")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     max_rows = args.max_rows or 4 * args.n
     if max_rows < args.n:
         print(f"--max-rows {max_rows} is smaller than one image's {args.n} trajectories: use --max-rows >= --n")
         return 2
-    model, prompts = load(args.model)
+    model, prompts = load(args.model, args.device)
     conditions = [model.encode(prompts[i % len(prompts)]) for i in range(args.prompts)]
     steps = model.grid[0] * model.grid[1]
     print(f"{args.model}: {steps} tokens per image, {args.prompts} prompts, N={args.n}, max_rows={max_rows} "
-          f"trajectories, {args.threads} thread(s), {args.repeats} interleaved repeat(s)")
+          f"trajectories, {args.device}, {args.threads} thread(s), {args.repeats} interleaved repeat(s)")
     plan = [("plain-1", "plain", 1), (f"best_of_n-{args.n}", "best_of_n", args.n),
             (f"scalingar-{args.n}", "scalingar", args.n)]
     modes = [("one at a time", None), ("continuous", max_rows)]
