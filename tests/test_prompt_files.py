@@ -166,3 +166,33 @@ def test_max_rows_below_n_is_refused(tmp_path, toy):
     with pytest.raises(PromptFileError, match="--max-rows 3 is smaller than one image's 8 trajectories"):
         run_prompt_file(toy, RunConfig(), f, tmp_path / "o", max_rows=3, progress=False)
     assert torch.is_tensor(torch.zeros(1))
+
+
+def test_sigterm_keeps_complete_items_leaves_no_partial_folder_and_a_rerun_resumes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    f = tmp_path / "p.txt"
+    f.write_text("".join(f"{c} {s}\n" for c in ("a red", "a blue", "a green") for s in
+                         ("circle", "square", "triangle", "circle left of a red square")))
+    out = tmp_path / "out"
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "scalingar_core", "generate", "--prompts", str(f), "--samples", "2",
+           "--max-rows", "4", "--out", str(out), *FAST]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (out.is_dir() and any(p.name.isdigit() for p in out.iterdir())):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    done = sorted(p.name for p in out.iterdir() if p.name.isdigit())
+    assert 1 <= len(done) < 12 and not list(out.glob(".*partial*")) and not (out / ".scalingar.lock").exists()
+    stamps = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for d in done for p in (out / d).rglob("*") if p.is_file()}
+    again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert len(geneval_read(out)) == 24
+    assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in stamps} == stamps  # no finished file rewritten
