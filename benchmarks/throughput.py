@@ -28,7 +28,7 @@ from scalingar_core.engine.loop import run  # noqa: E402
 from scalingar_core.engine.step import Group  # noqa: E402
 
 TOY_PROMPTS = ["a yellow circle and a blue square", "two red triangles", "a green square", "a blue circle",
-               "a red square above a green circle", "three yellow triangles", "a purple circle", "two blue squares"]
+               "a red square above a green circle", "three yellow triangles", "a red circle below a blue square", "two blue squares"]
 
 
 def load(name: str, device: str = "cpu"):
@@ -47,10 +47,44 @@ def _sync(model) -> None:
         torch.cuda.synchronize(model.device)
 
 
-def measure(model, conditions, strategy: str, n: int, max_rows: int) -> dict:
+def step_cost(model, condition, rows: int, repeats: int = 3) -> float:
+    """Seconds of one decode step with ``rows`` trajectories (2 × rows model rows with CFG)."""
+    with torch.inference_mode():
+        session = model.start(condition, rows)
+        session.prefill()
+        tokens = torch.zeros(rows, dtype=torch.long, device=model.device)
+        session.step(tokens)
+        _sync(model)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            session.step(tokens)
+        _sync(model)
+    return (time.perf_counter() - start) / repeats
+
+
+def static_estimate(model, condition, live: list[int], max_rows: int) -> tuple[float, float]:
+    """Decode seconds of the continuous run's steps as measured per batch size (compaction: each step costs
+    its live rows) and as a static batch of ``max_rows`` slots would cost them (every step costs max_rows)."""
+    sizes = sorted(set(live) | {max_rows})
+    cost = {r: step_cost(model, condition, r) for r in sizes}
+    return sum(cost[r] for r in live), cost[max_rows] * len(live)
+
+
+def measure(model, conditions, strategy: str, n: int, max_rows: int, live: list | None = None) -> dict:
     configs = [RunConfig.from_dict({"strategy": strategy, "sampling": {"seed": i, "num_trajectories": n}})
                for i in range(len(conditions))]
     groups = [Group(model, c, k) for c, k in zip(conditions, configs)]
+    starts = [name for name in ("start", "start_batch") if getattr(model, name, None) is not None]
+    if live is not None:  # record the live trajectories of every decode step
+        def spying(start):
+            def begin(*args, **kwargs):
+                session = start(*args, **kwargs)
+                step = session.step
+                session.step = lambda tokens: live.append(tokens.numel()) or step(tokens)
+                return session
+            return begin
+        for name in starts:
+            setattr(model, name, spying(getattr(model, name)))
     _sync(model)
     start = time.perf_counter()
     tokens = 0
@@ -59,6 +93,9 @@ def measure(model, conditions, strategy: str, n: int, max_rows: int) -> dict:
             tokens += result.tokens_generated
     _sync(model)
     wall = time.perf_counter() - start
+    if live is not None:
+        for name in starts:
+            delattr(model, name)
     return {"wall": wall, "images_per_min": 60 * len(groups) / wall, "tokens_per_image": tokens / len(groups)}
 
 
@@ -71,6 +108,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--static-estimate", action="store_true",
+                    help="also price ScalingAR's continuous run as a static batch of max_rows slots (every step "
+                         "decodes max_rows, dead ones masked) from measured step costs per batch size")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     max_rows = args.max_rows or 4 * args.n
@@ -102,6 +142,13 @@ def main(argv=None) -> int:
     s, b = f"scalingar-{args.n}", f"best_of_n-{args.n}"
     ipm = {k: v[0] for k, v in table.items()}
     tok = {k: v[1] for k, v in table.items()}
+    if args.static_estimate:
+        live: list[int] = []
+        measure(model, conditions, "scalingar", args.n, max_rows, live)
+        compacted, static = static_estimate(model, conditions[0], live, max_rows)
+        print(f"ScalingAR continuous, {len(live)} steps, {sum(live) / len(live):.1f} live trajectories per step of "
+              f"{max_rows}: compaction {compacted:.1f} s of decode steps, a static {max_rows}-slot batch {static:.1f} s "
+              f"({static / compacted:.2f}x)")
     wall_saving = 1 - ipm[b, "continuous"] / ipm[s, "continuous"]
     token_saving = 1 - tok[s, "continuous"] / tok[b, "continuous"]
     print(f"ScalingAR continuous / Best-of-N continuous: {ipm[s, 'continuous'] / ipm[b, 'continuous']:.2f} images/min "
