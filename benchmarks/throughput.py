@@ -108,6 +108,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--methods", default="plain,best_of_n,scalingar", help="which of plain, best_of_n, scalingar")
     ap.add_argument("--static-estimate", action="store_true",
                     help="also price ScalingAR's continuous run as a static batch of max_rows slots (every step "
                          "decodes max_rows, dead ones masked) from measured step costs per batch size")
@@ -124,6 +125,7 @@ def main(argv=None) -> int:
           f"trajectories, {args.device}, {args.threads} thread(s), {args.repeats} interleaved repeat(s)")
     plan = [("plain-1", "plain", 1), (f"best_of_n-{args.n}", "best_of_n", args.n),
             (f"scalingar-{args.n}", "scalingar", args.n)]
+    plan = [p for p in plan if p[1] in args.methods.split(",")]
     modes = [("one at a time", None), ("continuous", max_rows)]
     figures: dict[tuple[str, str], list[dict]] = {}
     for _ in range(args.repeats):
@@ -142,13 +144,15 @@ def main(argv=None) -> int:
     s, b = f"scalingar-{args.n}", f"best_of_n-{args.n}"
     ipm = {k: v[0] for k, v in table.items()}
     tok = {k: v[1] for k, v in table.items()}
-    if args.static_estimate:
+    if args.static_estimate and (s, "continuous") in ipm:
         live: list[int] = []
         measure(model, conditions, "scalingar", args.n, max_rows, live)
         compacted, static = static_estimate(model, conditions[0], live, max_rows)
         print(f"ScalingAR continuous, {len(live)} steps, {sum(live) / len(live):.1f} live trajectories per step of "
               f"{max_rows}: compaction {compacted:.1f} s of decode steps, a static {max_rows}-slot batch {static:.1f} s "
               f"({static / compacted:.2f}x)")
+    if (b, "continuous") not in ipm or (s, "continuous") not in ipm:
+        return 0
     wall_saving = 1 - ipm[b, "continuous"] / ipm[s, "continuous"]
     token_saving = 1 - tok[s, "continuous"] / tok[b, "continuous"]
     print(f"ScalingAR continuous / Best-of-N continuous: {ipm[s, 'continuous'] / ipm[b, 'continuous']:.2f} images/min "
