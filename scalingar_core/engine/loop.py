@@ -24,6 +24,7 @@ from .history import History
 from .images import decode_partial, mark_removed
 from .sampling import guided_logits, sample_tokens, stream_table
 from .scheduler import GuidanceScheduler
+from .token_signals import extra_signals
 from .trace import Trace
 
 
@@ -137,7 +138,9 @@ class _Run:
         guided = cond if uncond is None else guided_logits(cond, uncond, self.cfg)
         tokens, logprob = sample_tokens(guided, self.s.temperature, self.s.top_k, self.s.top_p,
                                         self.uniforms[t].index_select(0, self.ids))
-        recorded = {"cfg": self.cfg, "token_logprob": logprob} if self.observe else {"cfg": self.cfg}
+        recorded = {"cfg": self.cfg}
+        if self.observe:
+            recorded.update(token_logprob=logprob, **extra_signals(cond, uncond, guided, tokens, self.s.temperature))
         self.history.record(t, self.ids, **recorded)  # one scatter for the step's records
         self.codes[self.ids, t] = tokens
         self.tokens += m
