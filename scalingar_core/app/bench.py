@@ -30,6 +30,15 @@ from ..engine.trace import json_safe
 from ..errors import RunAborted, echo, exit_status
 from ..models.device import check_device
 from ..models.registry import DEFAULT_MODEL
+from .evidence import (
+    check_best_of_k,
+    evidence_markdown,
+    evidence_of,
+    record_evidence,
+    split_meta,
+    split_seed_base,
+    write_evidence_plots,
+)
 from .shard import Shard, gather
 
 ABLATIONS = {
@@ -137,6 +146,7 @@ def _record(task: dict, result, wall: float, check, spec) -> dict:
             step = min(trace.steps - 1, int(f * trace.steps))
             record["c_at"][str(f)] = [r.state["C"][step] if step < len(r.state["C"]) else None
                                       for r in trace.trajectories]
+        record.update(record_evidence(task["method"], result))
     record["image"] = result.image.numpy() if task.get("keep_image") else None
     return record
 
@@ -302,6 +312,7 @@ def write_markdown(summary: dict, meta: dict, path: Path) -> None:
         lines += [f"| {name} | " + " | ".join(_fmt(m["failures"].get(k)) for k in FAILURE_KINDS) + " |"
                   for name, m in summary["methods"].items() if m.get("failures")]
         lines.append("")
+    lines += evidence_markdown(summary)
     files.write_text(path, "\n".join(lines))
 
 
@@ -348,11 +359,15 @@ def load_prompts(source: str, per_category: int) -> list[dict]:
         from ..models.toy.prompts import builtin_eval
 
         return builtin_eval(per_category)
+    if source == "heldout":
+        from ..models.toy.prompts import heldout_eval
+
+        return heldout_eval()
     from ..models.toy.prompts import load_jsonl
 
     path = Path(source)
     if not path.is_file():
-        raise FileNotFoundError(f"prompt file {source} not found: give 'builtin' or a JSON-lines file of "
+        raise FileNotFoundError(f"prompt file {source} not found: give 'builtin', 'heldout' or a JSON-lines file of "
                                 '{"prompt": ..., "category": ..., "spec": {...}}')
     return load_jsonl(path)
 
@@ -394,6 +409,7 @@ def prepare(args) -> tuple[list[dict], list[str], dict, Path]:
     base = read_overrides(args.config)
     for m in methods:
         method_config(m, args.n, 0, base)  # fail fast on a bad method name or override
+    check_best_of_k(args.best_of_k, args.n, methods)
     out = files.check_output_dir(args.out, "--out")
     return entries, methods, base, out
 
@@ -405,6 +421,7 @@ def write_results(out: Path, summary: dict, records: list[dict]) -> None:
                                                     for r in records))
     write_markdown(summary, summary["meta"], out / "results.md")
     tradeoff_plot(summary, out / "tradeoff.png")
+    write_evidence_plots(summary, out)
 
 
 def _generate_all(args, jobs: list[list[dict]], workers: int, start: float) -> list[dict]:
@@ -443,7 +460,9 @@ def run(args) -> dict | None:
     entries, methods, base, out = prepare(args)
     # repeated captions are different samples: every (entry, seed) pair gets its own sampling seed, shared
     # by all methods so they are compared on the same random streams
-    tasks = [{"entry": e, "method": m, "seed": s * 1_000_003 + i, "n": args.n, "base": base, "reward": args.reward}
+    seed_base = split_seed_base(args.prompts)
+    tasks = [{"entry": e, "method": m, "seed": seed_base + s * 1_000_003 + i, "n": args.n, "base": base,
+              "reward": args.reward}
              for s in range(args.seeds) for i, e in enumerate(entries) for m in methods]
     # under torchrun / accelerate launch each rank takes every WORLD_SIZE-th job (see shard.py)
     shard = Shard.from_env()
@@ -472,9 +491,18 @@ def run(args) -> dict | None:
     summary["meta"] = {"model": args.model, "prompts": len(entries), "seeds": args.seeds, "n": args.n,
                        "methods": methods, "elapsed_s": elapsed, "workers": workers * shard.world_size,
                        "batched": args.batch,
-                       "command": args.command_line}
+                       "command": args.command_line,
+                       **split_meta(args.prompts, entries, seed_base)}
+    summary.update(evidence_of(records, args.best_of_k))
     write_results(out, summary, records)
     return summary
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give whole numbers separated by commas, e.g. 1,2,4") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -482,7 +510,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=DEFAULT_MODEL, help="a registry model (default: the bundled default model)")
     p.add_argument("--models-dir", default=None)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--prompts", default="builtin", help="'builtin' or a JSON-lines prompt file")
+    p.add_argument("--prompts", default="builtin", help="'builtin' (the development split), 'heldout' (250 prompts for confirmation only) or a "
+                        "JSON-lines prompt file")
     p.add_argument("--per-category", type=int, default=100, help="builtin prompts per category")
     p.add_argument("--limit", type=int, default=0, help="use only the first K prompts (0 = all)")
     p.add_argument("--methods", default="plain,best_of_n,importance_sampling,random_prune,scalingar")
@@ -495,6 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="setting overrides applied to every method: inline JSON or the path of a JSON file")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--out", required=True)
+    p.add_argument("--best-of-k", type=_int_list, default=None,
+                   help="the k of the Best-of-k rows to list (default all 1..N; computed from the best_of_n method's "
+                        "N candidates, so each k must be at most --n)")
     p.add_argument("--compile", action="store_true", help="torch.compile the decode step (see generate --help)")
     p.add_argument("--no-batch", dest="batch", action="store_false",
                    help="decode each method alone instead of all methods of a prompt and seed in one batch "

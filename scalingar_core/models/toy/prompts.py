@@ -205,6 +205,66 @@ def builtin_eval(per_category: int = 100, seed: int = 1234) -> list[dict]:
     return out
 
 
+# ---------------------------------------------------------------- the held-out evaluation split
+
+SPLITS = ("builtin", "heldout")
+BUILTIN_SIZES = (60, 100)
+"""The per-category sizes the builtin split has been run at (docs/bench_toy: 60; the bench's default: 100):
+its captions are the development set."""
+SEED_BASE = {"builtin": 0, "heldout": 1_000_000_007}
+"""Added to every bench sampling seed of a split: the held-out split never reuses a builtin random stream."""
+HELDOUT_SIZE = {"single_object": 30, "counting": 40, "two_object": 50, "position": 70, "color_attr": 60}
+HELDOUT_HARD = {"two_object": 50, "position": 35, "color_attr": 30}
+"""Held-out-pair entries per multi-object category: half or more (the builtin split has a fifth)."""
+
+
+def builtin_captions() -> dict[str, set[str]]:
+    """Every caption of the builtin split at the sizes it has been run at, by category."""
+    out: dict[str, set[str]] = {c: set() for c in CATEGORIES}
+    for size in BUILTIN_SIZES:
+        for e in builtin_eval(size):
+            out[e["category"]].add(e["prompt"])
+    return out
+
+
+def heldout_eval(seed: int = 4321) -> list[dict]:
+    """The held-out evaluation split: 250 entries (``HELDOUT_SIZE``), for confirmation only.
+
+    Disjoint from the builtin split by sampling seed everywhere (``SEED_BASE``) and by caption for
+    ``two_object`` and ``position``, whose unused captions suffice; the other categories have every caption
+    in the builtin split already. Multi-object entries with a held-out colour–shape pair make up
+    ``HELDOUT_HARD`` of their category (every unused ``two_object`` caption has one)."""
+    rng = np.random.default_rng(seed)
+    used = builtin_captions()
+    out = []
+    for cat in CATEGORIES:
+        specs = all_specs(cat)
+        if cat in ("two_object", "position"):
+            specs = [s for s in specs if caption(s) not in used[cat]]
+        k = HELDOUT_SIZE[cat]
+        if cat in MULTI_OBJECT:
+            n_hard = HELDOUT_HARD[cat]
+            seen = [s for s in specs if not is_held_out(s)]
+            chosen = _even_draw(seen, k - n_hard, rng) + _even_draw([s for s in specs if is_held_out(s)], n_hard, rng)
+        else:
+            chosen = _even_draw(specs, k, rng)
+        for i, spec in enumerate(chosen):
+            out.append({"id": f"heldout-{cat}-{i:03d}", "prompt": caption(spec), "category": cat,
+                        "tier": "held_out" if is_held_out(spec) else "seen", "spec": spec})
+    return out
+
+
+def builtin_overlap(entries: list[dict]) -> dict[str, int]:
+    """How many ``entries`` share a caption with the builtin split, by category (categories with none left
+    out): figures on such entries measure the development set, not a held-out one."""
+    used = set().union(*builtin_captions().values())
+    counts: dict[str, int] = {}
+    for e in entries:
+        if " ".join(e["prompt"].lower().split()) in used:
+            counts[e.get("category", "uncategorised")] = counts.get(e.get("category", "uncategorised"), 0) + 1
+    return counts
+
+
 def _even_draw(pool: list[dict], k: int, rng: np.random.Generator) -> list[dict]:
     # Whole shuffled passes over the pool, then a random remainder: every caption appears ⌊k/n⌋ or ⌈k/n⌉ times.
     out: list[dict] = []
