@@ -125,14 +125,15 @@ def test_signal_report_top1_random_and_oracle():
 
 def test_bench_writes_frontier_signals_split_and_verdict(tmp_path):
     methods = "plain,best_of_n,scalingar,random_prune"
-    for split in ("builtin", "heldout"):
+    for split, first, out in (("builtin", 0, "builtin"), ("heldout", 0, "heldout"), ("heldout", 1, "heldout_s1")):
         assert bench.main(["--model", "toy-shapes", "--prompts", split, "--per-category", "1", "--limit", "2",
-                           "--seeds", "1", "--n", "4", "--workers", "1", "--methods", methods,
-                           "--out", str(tmp_path / split)]) == 0
+                           "--seeds", "1", "--first-seed", str(first), "--n", "4", "--workers", "1",
+                           "--methods", methods, "--out", str(tmp_path / out)]) == 0
     res = json.loads((tmp_path / "heldout" / "results.json").read_text())
     assert res["meta"]["split"] == "heldout" and res["meta"]["seed_base"] == prompts.SEED_BASE["heldout"]
     records = [json.loads(x) for x in (tmp_path / "heldout" / "records.jsonl").read_text().splitlines()]
     assert {r["seed"] for r in records} == {prompts.SEED_BASE["heldout"], prompts.SEED_BASE["heldout"] + 1}
+    assert res["meta"]["seed_indices"] == [0]
     curve = res["frontier"]["best_of_k"]
     assert [p["tokens"] for p in curve] == [64, 128, 192, 256]
     bon = [r for r in records if r["method"] == "best_of_n"]
@@ -143,8 +144,15 @@ def test_bench_writes_frontier_signals_split_and_verdict(tmp_path):
     for name in ("frontier.png", "auroc_vs_step.png"):
         assert (tmp_path / "heldout" / name).stat().st_size > 0
     assert evidence.main(["--builtin", str(tmp_path / "builtin"), "--heldout", str(tmp_path / "heldout"),
-                          "--builtin-out", str(tmp_path / "b"), "--heldout-out", str(tmp_path / "h"),
-                          "--out", str(tmp_path / "verdict.md")]) == 0
+                          str(tmp_path / "heldout_s1"), "--builtin-out", str(tmp_path / "b"), "--heldout-out",
+                          str(tmp_path / "h"), "--out", str(tmp_path / "verdict.md")]) == 0
+    merged = json.loads((tmp_path / "h" / "results.json").read_text())
+    assert merged["meta"]["seed_indices"] == [0, 1] and merged["meta"]["seeds"] == 2
+    assert merged["methods"]["best_of_n"]["images"] == 4  # 2 prompts × 2 seeds
+    with pytest.raises(ValueError, match="repeat a seed index"):
+        evidence.resummarise([tmp_path / "heldout", tmp_path / "heldout"], tmp_path / "h2")
+    with pytest.raises(ValueError, match="split"):
+        evidence.resummarise([tmp_path / "heldout", tmp_path / "builtin"], tmp_path / "h2")
     verdict = json.loads((tmp_path / "verdict.json").read_text())
     assert verdict["signal"] in signals.signal_names() and verdict["setting"] == "scalingar"
     with pytest.raises(SystemExit, match="not a builtin run"):

@@ -390,7 +390,8 @@ def prepare(args) -> tuple[list[dict], list[str], dict, Path]:
     model name and device; the output folder is created. Any problem is a ValueError that names it, and
     the results already in the output folder stay untouched."""
     for option, value, minimum in (("--seeds", args.seeds, 1), ("--n", args.n, 1), ("--workers", args.workers, 1),
-                                   ("--limit", args.limit, 0), ("--per-category", args.per_category, 1)):
+                                   ("--limit", args.limit, 0), ("--first-seed", args.first_seed, 0),
+                                   ("--per-category", args.per_category, 1)):
         if value < minimum:
             raise ValueError(f"{option} {value}: must be at least {minimum}")
     from ..models import registry
@@ -463,7 +464,7 @@ def run(args) -> dict | None:
     seed_base = split_seed_base(args.prompts)
     tasks = [{"entry": e, "method": m, "seed": seed_base + s * 1_000_003 + i, "n": args.n, "base": base,
               "reward": args.reward}
-             for s in range(args.seeds) for i, e in enumerate(entries) for m in methods]
+             for s in range(args.first_seed, args.first_seed + args.seeds) for i, e in enumerate(entries) for m in methods]
     # under torchrun / accelerate launch each rank takes every WORLD_SIZE-th job (see shard.py)
     shard = Shard.from_env()
     jobs = [job for _, job in shard.take(jobs_of(tasks, args.batch))]
@@ -492,7 +493,7 @@ def run(args) -> dict | None:
                        "methods": methods, "elapsed_s": elapsed, "workers": workers * shard.world_size,
                        "batched": args.batch,
                        "command": args.command_line,
-                       **split_meta(args.prompts, entries, seed_base)}
+                       **split_meta(args.prompts, entries, seed_base, range(args.first_seed, args.first_seed + args.seeds))}
     summary.update(evidence_of(records, args.best_of_k))
     write_results(out, summary, records)
     return summary
@@ -518,6 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", "--num-trajectories", dest="n", type=int, default=8,
                    help="trajectories per image (under torchrun spell it --num-trajectories)")
     p.add_argument("--seeds", type=int, default=2)
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="index of the first seed (runs of seeds 0..S-1 and S..2S-1 merge into one: see app/evidence.py)")
     p.add_argument("--reward", default="intrinsic", choices=["intrinsic", "checker"],
                    help="Best-of-N / IS score: the model's own confidence, or the exact checker (an oracle)")
     p.add_argument("--config", default=None,

@@ -19,12 +19,13 @@ def split_seed_base(source: str) -> int:
     return SEED_BASE.get(source, 0)
 
 
-def split_meta(source: str, entries: list[dict], seed_base: int) -> dict:
-    """The split, the seed rule and, for anything but the builtin split, its caption overlap with it."""
+def split_meta(source: str, entries: list[dict], seed_base: int, seed_indices=range(1)) -> dict:
+    """The split, the seeds and, for anything but the builtin split, its caption overlap with it."""
     from ..models.toy.prompts import SPLITS, builtin_overlap
 
-    meta = {"split": source if source in SPLITS else "file", "seed_base": seed_base,
-            "seed_rule": f"{seed_base} + seed_index × 1000003 + prompt_index"}
+    seed_indices = list(seed_indices)
+    meta = {"split": source if source in SPLITS else "file", "seed_base": seed_base, "seed_indices": seed_indices,
+            "seed_rule": f"{seed_base} + seed_index × 1000003 + prompt_index, seed_index in {seed_indices}"}
     if source != "builtin":
         meta["builtin_overlap"] = builtin_overlap(entries)
     return meta
@@ -112,15 +113,29 @@ def write_evidence_plots(summary: dict, out: Path) -> None:
 
 # ---------------------------------------------------------------- rank on builtin, confirm on held-out
 
-def resummarise(run_dir: Path, out: Path) -> dict:
-    """A finished bench run's summary recomputed from its records.jsonl (this code's tables and plots, the
-    run's own meta), written into ``out``."""
+def resummarise(run_dirs: list[Path], out: Path) -> dict:
+    """Finished bench runs of one split, model, N and methods (e.g. one per seed: ``--first-seed``) merged,
+    and their summary recomputed from the records by this code, written into ``out``."""
     import json
 
     from .bench import summarise, write_results
 
-    records = [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines() if line.strip()]
-    meta = json.loads((run_dir / "results.json").read_text())["meta"]
+    records, metas = [], []
+    for run_dir in run_dirs:
+        records += [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines() if line.strip()]
+        metas.append(json.loads((run_dir / "results.json").read_text())["meta"])
+    meta = dict(metas[0])
+    for other, run_dir in zip(metas[1:], run_dirs[1:]):
+        for key in ("model", "split", "n", "methods", "prompts"):
+            if other.get(key) != meta.get(key):
+                raise ValueError(f"{run_dir}: its {key} {other.get(key)!r} differs from {run_dirs[0]}'s "
+                                 f"{meta.get(key)!r}: only runs of the same set-up merge")
+    seeds = sorted({s for m in metas for s in m.get("seed_indices", [])})
+    if sum(len(m.get("seed_indices", [])) for m in metas) != len(seeds):
+        raise ValueError(f"runs {', '.join(map(str, run_dirs))} repeat a seed index: give each run its own --first-seed")
+    meta.update(seeds=len(seeds), seed_indices=seeds, elapsed_s=sum(m.get("elapsed_s") or 0 for m in metas),
+                seed_rule=meta["seed_rule"].split(", seed_index in")[0] + f", seed_index in {seeds}",
+                command=" ; ".join(m["command"] for m in metas))
     summary = summarise(records)
     summary.update(evidence_of(records))
     summary["meta"] = meta
@@ -183,15 +198,15 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m scalingar_core.app.evidence",
                                 description="Rank signals and settings on a builtin bench run, confirm the winners "
                                             "on a held-out run, and rewrite both runs' tables from their records.")
-    p.add_argument("--builtin", required=True, help="bench --out folder of a --prompts builtin run")
-    p.add_argument("--heldout", required=True, help="bench --out folder of a --prompts heldout run")
+    p.add_argument("--builtin", required=True, nargs="+", help="bench --out folders of --prompts builtin runs")
+    p.add_argument("--heldout", required=True, nargs="+", help="bench --out folders of --prompts heldout runs")
     p.add_argument("--builtin-out", required=True)
     p.add_argument("--heldout-out", required=True)
     p.add_argument("--out", required=True, help="the verdict: a markdown file")
     args = p.parse_args(argv)
     runs = {}
     for name, src, dst in (("builtin", args.builtin, args.builtin_out), ("heldout", args.heldout, args.heldout_out)):
-        runs[name] = resummarise(Path(src), files.check_output_dir(dst))
+        runs[name] = resummarise([Path(d) for d in src], files.check_output_dir(dst))
         if runs[name]["meta"].get("split") != name:
             raise SystemExit(f"{src}: a {runs[name]['meta'].get('split')} run, not a {name} run: rerun the bench with "
                              f"--prompts {name}")

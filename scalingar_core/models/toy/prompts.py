@@ -192,17 +192,23 @@ def builtin_eval(per_category: int = 100, seed: int = 1234) -> list[dict]:
     out = []
     for cat in CATEGORIES:
         specs = all_specs(cat)
-        if cat in MULTI_OBJECT:
-            n_hard = round(EVAL_HELD_OUT_PER_CATEGORY * per_category / 100)
-            seen = [s for s in specs if not is_held_out(s)]
-            hard = [s for s in specs if is_held_out(s)]
-            chosen = _even_draw(seen, per_category - n_hard, rng) + _even_draw(hard, n_hard, rng)
-        else:
-            chosen = _even_draw(specs, per_category, rng)
-        for i, spec in enumerate(chosen):
-            out.append({"id": f"{cat}-{i:03d}", "prompt": caption(spec), "category": cat,
-                        "tier": "held_out" if is_held_out(spec) else "seen", "spec": spec})
+        n_hard = round(EVAL_HELD_OUT_PER_CATEGORY * per_category / 100) if cat in MULTI_OBJECT else 0
+        out += _entries(cat, specs, per_category, n_hard, rng, "")
     return out
+
+
+def _entries(category: str, specs: list[dict], size: int, n_hard: int, rng: np.random.Generator,
+             prefix: str) -> list[dict]:
+    """``size`` evaluation entries of one category drawn evenly from ``specs``, ``n_hard`` of them with a
+    held-out pair for a multi-object category (seen ones first: the builtin split's order of draws)."""
+    if category in MULTI_OBJECT:
+        seen = [s for s in specs if not is_held_out(s)]
+        hard = [s for s in specs if is_held_out(s)]
+        chosen = _even_draw(seen, size - n_hard, rng) + _even_draw(hard, n_hard, rng)
+    else:
+        chosen = _even_draw(specs, size, rng)
+    return [{"id": f"{prefix}{category}-{i:03d}", "prompt": caption(spec), "category": category,
+             "tier": "held_out" if is_held_out(spec) else "seen", "spec": spec} for i, spec in enumerate(chosen)]
 
 
 # ---------------------------------------------------------------- the held-out evaluation split
@@ -241,16 +247,7 @@ def heldout_eval(seed: int = 4321) -> list[dict]:
         specs = all_specs(cat)
         if cat in ("two_object", "position"):
             specs = [s for s in specs if caption(s) not in used[cat]]
-        k = HELDOUT_SIZE[cat]
-        if cat in MULTI_OBJECT:
-            n_hard = HELDOUT_HARD[cat]
-            seen = [s for s in specs if not is_held_out(s)]
-            chosen = _even_draw(seen, k - n_hard, rng) + _even_draw([s for s in specs if is_held_out(s)], n_hard, rng)
-        else:
-            chosen = _even_draw(specs, k, rng)
-        for i, spec in enumerate(chosen):
-            out.append({"id": f"heldout-{cat}-{i:03d}", "prompt": caption(spec), "category": cat,
-                        "tier": "held_out" if is_held_out(spec) else "seen", "spec": spec})
+        out += _entries(cat, specs, HELDOUT_SIZE[cat], HELDOUT_HARD.get(cat, 0), rng, "heldout-")
     return out
 
 
