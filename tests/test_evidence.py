@@ -80,7 +80,7 @@ def test_clustered_se_uses_per_prompt_means():
     values = {("a", 0): 1.0, ("a", 1): 1.0, ("b", 0): 0.0, ("b", 1): 0.0}
     c = signals.clustered(values)
     assert c["mean"] == 0.5 and c["prompts"] == 2 and c["se"] == pytest.approx(0.5)  # std([1, 0]) / √2
-    assert signals.clustered({("a", 0): 1.0}) is None
+    assert signals.clustered({("a", 0): 1.0})["se"] is None and signals.clustered({}) is None
 
 
 # ---------------------------------------------------------------- signals
@@ -125,9 +125,10 @@ def test_signal_report_top1_random_and_oracle():
 
 def test_bench_writes_frontier_signals_split_and_verdict(tmp_path):
     methods = "plain,best_of_n,scalingar,random_prune"
-    for split, first, out in (("builtin", 0, "builtin"), ("heldout", 0, "heldout"), ("heldout", 1, "heldout_s1")):
+    for split, first, part, out in (("builtin", 0, "0/1", "builtin"), ("heldout", 0, "0/1", "heldout"),
+                                    ("heldout", 1, "1/2", "heldout_s1")):
         assert bench.main(["--model", "toy-shapes", "--prompts", split, "--per-category", "1", "--limit", "2",
-                           "--seeds", "1", "--first-seed", str(first), "--n", "4", "--workers", "1",
+                           "--seeds", "1", "--first-seed", str(first), "--part", part, "--n", "4", "--workers", "1",
                            "--methods", methods, "--out", str(tmp_path / out)]) == 0
     res = json.loads((tmp_path / "heldout" / "results.json").read_text())
     assert res["meta"]["split"] == "heldout" and res["meta"]["seed_base"] == prompts.SEED_BASE["heldout"]
@@ -148,8 +149,10 @@ def test_bench_writes_frontier_signals_split_and_verdict(tmp_path):
                           str(tmp_path / "h"), "--out", str(tmp_path / "verdict.md")]) == 0
     merged = json.loads((tmp_path / "h" / "results.json").read_text())
     assert merged["meta"]["seed_indices"] == [0, 1] and merged["meta"]["seeds"] == 2
-    assert merged["methods"]["best_of_n"]["images"] == 4  # 2 prompts × 2 seeds
-    with pytest.raises(ValueError, match="repeat a seed index"):
+    assert merged["methods"]["best_of_n"]["images"] == 3  # 2 prompts with seed 0, the second one with seed 1
+    part = [json.loads(x) for x in (tmp_path / "heldout_s1" / "records.jsonl").read_text().splitlines()]
+    assert {r["seed"] for r in part} == {prompts.SEED_BASE["heldout"] + 1_000_003 + 1}  # the full run's seed
+    with pytest.raises(ValueError, match="repeat"):
         evidence.resummarise([tmp_path / "heldout", tmp_path / "heldout"], tmp_path / "h2")
     with pytest.raises(ValueError, match="split"):
         evidence.resummarise([tmp_path / "heldout", tmp_path / "builtin"], tmp_path / "h2")

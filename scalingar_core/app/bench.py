@@ -32,6 +32,7 @@ from ..models.device import check_device
 from ..models.registry import DEFAULT_MODEL
 from .evidence import (
     check_best_of_k,
+    part_of,
     evidence_markdown,
     evidence_of,
     record_evidence,
@@ -464,7 +465,8 @@ def run(args) -> dict | None:
     seed_base = split_seed_base(args.prompts)
     tasks = [{"entry": e, "method": m, "seed": seed_base + s * 1_000_003 + i, "n": args.n, "base": base,
               "reward": args.reward}
-             for s in range(args.first_seed, args.first_seed + args.seeds) for i, e in enumerate(entries) for m in methods]
+             for s in range(args.first_seed, args.first_seed + args.seeds) for i, e in enumerate(entries) for m in methods
+             if i % args.part[1] == args.part[0]]
     # under torchrun / accelerate launch each rank takes every WORLD_SIZE-th job (see shard.py)
     shard = Shard.from_env()
     jobs = [job for _, job in shard.take(jobs_of(tasks, args.batch))]
@@ -489,11 +491,13 @@ def run(args) -> dict | None:
         summary["reward"] = "checker (ORACLE upper bound: Best-of-N and IS see the exact checker)"
     else:
         summary["reward"] = "intrinsic (" + (base or {}).get("baseline", {}).get("score", "token_confidence") + ")"
-    summary["meta"] = {"model": args.model, "prompts": len(entries), "seeds": args.seeds, "n": args.n,
+    summary["meta"] = {"model": args.model, "prompts": len(range(args.part[0], len(entries), args.part[1])),
+                       "seeds": args.seeds, "n": args.n,
                        "methods": methods, "elapsed_s": elapsed, "workers": workers * shard.world_size,
                        "batched": args.batch,
                        "command": args.command_line,
-                       **split_meta(args.prompts, entries, seed_base, range(args.first_seed, args.first_seed + args.seeds))}
+                       **split_meta(args.prompts, entries, seed_base, range(args.first_seed, args.first_seed + args.seeds)),
+                       "part": list(args.part)}
     summary.update(evidence_of(records, args.best_of_k))
     write_results(out, summary, records)
     return summary
@@ -519,6 +523,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", "--num-trajectories", dest="n", type=int, default=8,
                    help="trajectories per image (under torchrun spell it --num-trajectories)")
     p.add_argument("--seeds", type=int, default=2)
+    p.add_argument("--part", type=part_of, default=(0, 1), metavar="J/K",
+                   help="only the prompts whose index is J modulo K (their seeds unchanged), so a long run can go in "
+                        "K pieces that app/evidence.py merges (default 0/1: all)")
     p.add_argument("--first-seed", type=int, default=0,
                    help="index of the first seed (runs of seeds 0..S-1 and S..2S-1 merge into one: see app/evidence.py)")
     p.add_argument("--reward", default="intrinsic", choices=["intrinsic", "checker"],

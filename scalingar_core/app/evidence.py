@@ -12,6 +12,16 @@ FRONTIER_PLOT, AUROC_PLOT = "frontier.png", "auroc_vs_step.png"
 
 # ---------------------------------------------------------------- split and seeds
 
+def part_of(text: str) -> tuple[int, int]:
+    """``J/K`` (prompt indices J mod K) as a pair, or a clear error."""
+    import argparse
+
+    j, slash, k = text.partition("/")
+    if not (slash and j.strip().isdigit() and k.strip().isdigit() and int(j) < int(k)):
+        raise argparse.ArgumentTypeError(f"{text!r}: write J/K with 0 <= J < K, e.g. 0/5 (prompts 0, 5, 10, ...)")
+    return int(j), int(k)
+
+
 def split_seed_base(source: str) -> int:
     """What the bench adds to every sampling seed of a prompt source (0 for a prompt file)."""
     from ..models.toy.prompts import SEED_BASE
@@ -126,14 +136,20 @@ def resummarise(run_dirs: list[Path], out: Path) -> dict:
         metas.append(json.loads((run_dir / "results.json").read_text())["meta"])
     meta = dict(metas[0])
     for other, run_dir in zip(metas[1:], run_dirs[1:]):
-        for key in ("model", "split", "n", "methods", "prompts"):
+        for key in ("model", "split", "n", "methods"):
             if other.get(key) != meta.get(key):
                 raise ValueError(f"{run_dir}: its {key} {other.get(key)!r} differs from {run_dirs[0]}'s "
                                  f"{meta.get(key)!r}: only runs of the same set-up merge")
+    seen = set()
+    for r in records:
+        key = (r["method"], r["id"], r["seed"])
+        if key in seen:
+            raise ValueError(f"runs {', '.join(map(str, run_dirs))} repeat {key}: give each run its own --first-seed "
+                             f"or --part")
+        seen.add(key)
     seeds = sorted({s for m in metas for s in m.get("seed_indices", [])})
-    if sum(len(m.get("seed_indices", [])) for m in metas) != len(seeds):
-        raise ValueError(f"runs {', '.join(map(str, run_dirs))} repeat a seed index: give each run its own --first-seed")
-    meta.update(seeds=len(seeds), seed_indices=seeds, elapsed_s=sum(m.get("elapsed_s") or 0 for m in metas),
+    ids = {r["id"] for r in records}
+    meta.update(prompts=len(ids), parts=[m.get("part", [0, 1]) for m in metas], seeds=len(seeds), seed_indices=seeds, elapsed_s=sum(m.get("elapsed_s") or 0 for m in metas),
                 seed_rule=meta["seed_rule"].split(", seed_index in")[0] + f", seed_index in {seeds}",
                 command=" ; ".join(m["command"] for m in metas))
     summary = summarise(records)
@@ -165,7 +181,7 @@ def verdict(builtin: dict, heldout: dict) -> dict:
 
 
 def verdict_markdown(v: dict, builtin_dir: str, heldout_dir: str) -> list[str]:
-    pm = frontier._pm  # noqa: SLF001 (same formatting as the tables)
+    pm = signals.plus_minus
 
     def top(row):
         return pm(row["top1"]["1.0"])

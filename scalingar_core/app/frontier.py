@@ -13,7 +13,7 @@ import textwrap
 
 import numpy as np
 
-from .signals import clustered
+from .signals import clustered, plus_minus
 
 REFERENCE = "best_of_n"
 UNMATCHED = ("plain", "best_of_n", "importance_sampling")  # fixed budgets: no matched comparison
@@ -77,24 +77,20 @@ def frontier(by_method: dict[str, list[dict]]) -> dict | None:
             "matched": {name: matched(rs, reference) for name, rs in by_method.items() if name not in UNMATCHED}}
 
 
-def _pm(d: dict | None, signed: bool = False) -> str:
-    return "–" if d is None else f"{100 * d['mean']:{'+' if signed else ''}.1f} ± {100 * d['se']:.1f}"
-
-
 def markdown(front: dict | None) -> list[str]:
     if front is None:
         return []
     lines = ["### Compute-matched frontier: Best-of-k from the Best-of-N candidates", "",
              "| k | tokens/image | accuracy % (± 1 SE, clustered by prompt) |", "|---|---|---|"]
-    lines += [f"| {p['k']} | {p['tokens']} | {_pm(p)} |" for p in front["best_of_k"]]
+    lines += [f"| {p['k']} | {p['tokens']} | {plus_minus(p)} |" for p in front["best_of_k"]]
     lines += ["", "Each method against Best-of-k interpolated at its own tokens per image (same prompts and seeds; "
               "difference ± 1 SE clustered by prompt):", "",
               "| method | tokens/image | ≈ k | accuracy % | Best-of-k at those tokens % | difference (points) |",
               "|---|---|---|---|---|---|"]
     for name, m in front["matched"].items():
         if m is not None:
-            lines.append(f"| {name} | {m['tokens']:.0f} | {m['k_equivalent']:.2f} | {_pm(m['accuracy'])} | "
-                         f"{_pm(m['best_of_k'])} | {_pm(m['difference'], True)} |")
+            lines.append(f"| {name} | {m['tokens']:.0f} | {m['k_equivalent']:.2f} | {plus_minus(m['accuracy'])} | "
+                         f"{plus_minus(m['best_of_k'])} | {plus_minus(m['difference'], True)} |")
     return lines + [""]
 
 
@@ -113,13 +109,13 @@ def frontier_plot(front: dict, extra: dict[str, tuple[float, float]], title: str
     curve = front["best_of_k"]
     xs = np.array([p["tokens"] for p in curve])
     ys = np.array([100 * p["mean"] for p in curve])
-    se = np.array([100 * p["se"] for p in curve])
+    se = np.array([100 * (p["se"] or 0.0) for p in curve])
     ax.fill_between(xs, ys - se, ys + se, color="#fde68a", alpha=0.6, linewidth=0)
     ax.plot(xs, ys, "-o", color="#b45309", markersize=4, label="Best-of-k (± 1 SE)")
     for p, x, y in zip(curve, xs, ys):
         ax.annotate(f"k={p['k']}", (x, y), textcoords="offset points", xytext=(0, -12), ha="center", fontsize=7)
     key = []
-    points = [(n, m["tokens"], 100 * m["accuracy"]["mean"], 100 * m["accuracy"]["se"])
+    points = [(n, m["tokens"], 100 * m["accuracy"]["mean"], 100 * (m["accuracy"]["se"] or 0.0))
               for n, m in front["matched"].items() if m is not None]
     for i, (name, x, y, e) in enumerate(points, 1):
         ours = not name.startswith("random_prune")

@@ -79,14 +79,15 @@ def record_signals(trace, alpha_h: float, alpha_m: float) -> dict[str, dict[str,
 
 def clustered(values: dict[tuple, float]) -> dict | None:
     """Mean of per-(prompt, seed) values and its standard error clustered by prompt (the seeds of one
-    prompt are not independent): the SE of the per-prompt means."""
+    prompt are not independent): the SE of the per-prompt means (None from one prompt; no values: None)."""
     by_prompt = defaultdict(list)
     for (pid, _), v in values.items():
         by_prompt[pid].append(v)
     means = np.array([np.mean(v) for v in by_prompt.values()])
-    if len(means) < 2:
+    if len(means) == 0:
         return None
-    return {"mean": float(np.mean(list(values.values()))), "se": float(means.std(ddof=1) / math.sqrt(len(means))),
+    se = float(means.std(ddof=1) / math.sqrt(len(means))) if len(means) > 1 else None
+    return {"mean": float(np.mean(list(values.values()))), "se": se,
             "prompts": len(means), "pairs": len(values)}
 
 
@@ -147,13 +148,15 @@ def winner(report: dict) -> str:
 def confirmed(row: dict) -> bool:
     """A signal beats C at top-1 by at least 2 paired standard errors (the issue's bar for a setting)."""
     d = row["top1_vs_C"]
-    return d is not None and d["mean"] > 0 and d["mean"] >= 2 * d["se"]
+    return d is not None and d["se"] is not None and d["mean"] > 0 and d["mean"] >= 2 * d["se"]
 
 
-def _pm(d: dict | None, signed: bool = False) -> str:
+def plus_minus(d: dict | None, signed: bool = False) -> str:
+    """``mean ± SE`` of a :func:`clustered` result, in points."""
     if d is None:
         return "–"
-    return f"{100 * d['mean']:{'+' if signed else ''}.1f} ± {100 * d['se']:.1f}"
+    se = "–" if d["se"] is None else f"{100 * d['se']:.1f}"
+    return f"{100 * d['mean']:{'+' if signed else ''}.1f} ± {se}"
 
 
 def markdown(reports: dict[str, dict]) -> list[str]:
@@ -164,16 +167,16 @@ def markdown(reports: dict[str, dict]) -> list[str]:
         fr = [str(f) for f in FRACTIONS]
         lines += [f"### What each signal picks among {method}'s candidates"
                   + (" (the N Best-of-N candidates)" if method == "best_of_n" else " (its survivors)"), "",
-                  f"Random pick {_pm(rep['random_pick'])} %, oracle {_pm(rep['oracle'])} % (± 1 SE clustered by "
+                  f"Random pick {plus_minus(rep['random_pick'])} %, oracle {plus_minus(rep['oracle'])} % (± 1 SE clustered by "
                   f"prompt). Top-1: accuracy had the candidate with the highest value been kept; AUROC within "
                   f"prompt (0.5 = chance). At 100 %, paired difference against picking by C and by chance.", "",
                   "| signal | AUROC @25% | @50% | @75% | @100% | top-1 @25% | @50% | @75% | @100% | top-1 − C | "
                   "top-1 − random |", "|---|" + "---|" * 10]
         for name, row in rep["signals"].items():
             aur = " | ".join("–" if row["auroc"][f] is None else f"{row['auroc'][f]:.3f}" for f in fr)
-            top = " | ".join(_pm(row["top1"][f]) for f in fr)
-            lines.append(f"| {name} | {aur} | {top} | {_pm(row['top1_vs_C'], True)} | "
-                         f"{_pm(row['top1_vs_random'], True)} |")
+            top = " | ".join(plus_minus(row["top1"][f]) for f in fr)
+            lines.append(f"| {name} | {aur} | {top} | {plus_minus(row['top1_vs_C'], True)} | "
+                         f"{plus_minus(row['top1_vs_random'], True)} |")
         lines.append("")
     return lines
 
