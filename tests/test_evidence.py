@@ -1,7 +1,6 @@
 """Evidence a skeptic accepts: the held-out split, Best-of-k from the Best-of-N candidates, the matched
 comparison, what each signal picks, and the bench's records and tables for them."""
 import json
-import math
 
 import pytest
 
@@ -10,7 +9,6 @@ from scalingar_core.engine.config import RunConfig
 from scalingar_core.engine.loop import generate
 from scalingar_core.models.toy import prompts
 from scalingar_core.testing.reference_model import ReferenceModel
-
 
 # ---------------------------------------------------------------- the held-out split
 

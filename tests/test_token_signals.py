@@ -6,7 +6,11 @@ import torch
 
 from scalingar_core.engine.config import RunConfig
 from scalingar_core.engine.loop import generate
-from scalingar_core.engine.token_signals import guidance_gap, lowest_group_confidence, topk_confidence
+from scalingar_core.engine.token_signals import (
+    guidance_gap,
+    lowest_group_confidence,
+    topk_confidence,
+)
 from scalingar_core.testing.reference_model import ReferenceModel
 
 

@@ -32,9 +32,9 @@ from ..models.device import check_device
 from ..models.registry import DEFAULT_MODEL
 from .evidence import (
     check_best_of_k,
-    part_of,
     evidence_markdown,
     evidence_of,
+    part_of,
     record_evidence,
     split_meta,
     split_seed_base,

@@ -44,8 +44,8 @@ def split_meta(source: str, entries: list[dict], seed_base: int, seed_indices=ra
 def _overlap_line(meta: dict) -> list[str]:
     overlap = meta.get("builtin_overlap")
     if meta.get("split") == "builtin":
-        return [f"Split: builtin (the development split: settings and signals are ranked here). Sampling seeds: "
-                f"{meta['seed_rule']}.", ""]
+        return [(f"Split: builtin (the development split: settings and signals are ranked here). Sampling seeds: "
+                 f"{meta['seed_rule']}."), ""]
     if overlap is None:
         return []
     if meta["split"] == "heldout":

@@ -48,7 +48,7 @@ def interpolated_pass(record: dict, tokens: float) -> float:
     below one image's tokens, k = N above N images')."""
     n, steps = len(record["final_ok"]), record["steps"]
     kf = min(max(tokens / steps, 1.0), float(n))
-    lo = int(math.floor(kf))
+    lo = math.floor(kf)
     w = kf - lo
     value = best_of_k_pass(record, lo)
     return value if w == 0 else (1 - w) * value + w * best_of_k_pass(record, lo + 1)
@@ -83,8 +83,8 @@ def markdown(front: dict | None) -> list[str]:
     lines = ["### Compute-matched frontier: Best-of-k from the Best-of-N candidates", "",
              "| k | tokens/image | accuracy % (± 1 SE, clustered by prompt) |", "|---|---|---|"]
     lines += [f"| {p['k']} | {p['tokens']} | {plus_minus(p)} |" for p in front["best_of_k"]]
-    lines += ["", "Each method against Best-of-k interpolated at its own tokens per image (same prompts and seeds; "
-              "difference ± 1 SE clustered by prompt):", "",
+    lines += ["", ("Each method against Best-of-k interpolated at its own tokens per image (same prompts and seeds; "
+                   "difference ± 1 SE clustered by prompt):"), "",
               "| method | tokens/image | ≈ k | accuracy % | Best-of-k at those tokens % | difference (points) |",
               "|---|---|---|---|---|---|"]
     for name, m in front["matched"].items():

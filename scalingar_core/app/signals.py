@@ -165,13 +165,13 @@ def markdown(reports: dict[str, dict]) -> list[str]:
         if rep is None:
             continue
         fr = [str(f) for f in FRACTIONS]
-        lines += [f"### What each signal picks among {method}'s candidates"
-                  + (" (the N Best-of-N candidates)" if method == "best_of_n" else " (its survivors)"), "",
-                  f"Random pick {plus_minus(rep['random_pick'])} %, oracle {plus_minus(rep['oracle'])} % (± 1 SE clustered by "
-                  f"prompt). Top-1: accuracy had the candidate with the highest value been kept; AUROC within "
-                  f"prompt (0.5 = chance). At 100 %, paired difference against picking by C and by chance.", "",
-                  "| signal | AUROC @25% | @50% | @75% | @100% | top-1 @25% | @50% | @75% | @100% | top-1 − C | "
-                  "top-1 − random |", "|---|" + "---|" * 10]
+        whose = " (the N Best-of-N candidates)" if method == "best_of_n" else " (its survivors)"
+        lines += [f"### What each signal picks among {method}'s candidates{whose}", "",
+                  (f"Random pick {plus_minus(rep['random_pick'])} %, oracle {plus_minus(rep['oracle'])} % (± 1 SE "
+                   "clustered by prompt). Top-1: accuracy had the candidate with the highest value been kept; AUROC "
+                   "within prompt (0.5 = chance). At 100 %, paired difference against picking by C and by chance."), "",
+                  ("| signal | AUROC @25% | @50% | @75% | @100% | top-1 @25% | @50% | @75% | @100% | top-1 − C | "
+                   "top-1 − random |"), "|---|" + "---|" * 10]
         for name, row in rep["signals"].items():
             aur = " | ".join("–" if row["auroc"][f] is None else f"{row['auroc'][f]:.3f}" for f in fr)
             top = " | ".join(plus_minus(row["top1"][f]) for f in fr)
