@@ -132,7 +132,7 @@ def frontier_plot(front: dict, extra: dict[str, tuple[float, float]], title: str
     ax.set_xlim(left=0)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(textwrap.fill(title, 80), fontsize=9)
     fig.text(0.61, 0.9, "\n".join(key), va="top", ha="left", fontsize=7, family="monospace")
     with files.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")

@@ -15,6 +15,7 @@ Only the top-1 pick accuracy decides whether a signal is useful: a high AUROC ca
 from __future__ import annotations
 
 import math
+import textwrap
 from collections import defaultdict
 
 import numpy as np
@@ -183,6 +184,7 @@ def markdown(reports: dict[str, dict]) -> list[str]:
 
 def auroc_plot(report: dict, title: str, path) -> None:
     """Within-prompt AUROC of every signal against the share of the tokens generated."""
+    import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -192,16 +194,18 @@ def auroc_plot(report: dict, title: str, path) -> None:
     FigureCanvasAgg(fig)
     ax = fig.add_axes((0.08, 0.1, 0.58, 0.8))
     styles = ["-", "--", ":", "-."]
+    colours = matplotlib.colormaps["tab20"].colors  # 17 signals: the default cycle repeats after 10
     for i, (name, row) in enumerate(report["signals"].items()):
         pts = [(100 * f, row["auroc"][str(f)]) for f in FRACTIONS if row["auroc"][str(f)] is not None]
         if pts:
-            ax.plot(*zip(*pts), styles[i % 4], marker="o", markersize=3, label=name, linewidth=1.5 if name == "C" else 1)
+            ax.plot(*zip(*pts), styles[i % 4], marker="o", markersize=3, label=name, color=colours[i % 20],
+                    linewidth=2.5 if name == "C" else 1.2)
     ax.axhline(0.5, color="black", linewidth=0.8)
     ax.set_xlabel("% of the image's tokens generated")
     ax.set_ylabel("within-prompt AUROC for final correctness")
     ax.set_xticks([100 * f for f in FRACTIONS])
     ax.grid(True, alpha=0.3)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(textwrap.fill(title, 80), fontsize=9)
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
     with files.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
