@@ -170,3 +170,16 @@ def test_asking_for_k_above_n_is_one_clear_error(tmp_path, capsys):
     rc = bench.main(["--model", "toy-shapes", "--prompts", "builtin", "--limit", "1", "--seeds", "1", "--n", "4",
                      "--workers", "1", "--methods", "scalingar", "--best-of-k", "2", "--out", str(tmp_path)])
     assert rc != 0 and "needs the best_of_n method" in capsys.readouterr().err
+
+
+def test_verdict_says_when_nothing_beat_best_of_k_and_when_the_nominee_was_not_run():
+    def c(mean, se=0.01):
+        return {"mean": mean, "se": se}
+    row = {"top1": {"1.0": c(0.5)}, "top1_vs_C": c(0.02), "top1_vs_random": c(0.05)}
+    v = {"signal": "gap_min", "signal_builtin": row, "signal_heldout": row, "signal_confirmed": True,
+         "setting": "scalingar@gate.recovery_window=16",
+         "setting_builtin": {"accuracy": c(0.4), "tokens": 700.0, "best_of_k": c(0.4), "difference": c(0.0)},
+         "setting_heldout": None, "defaults_heldout": None}
+    text = "\n".join(evidence.verdict_markdown(v, "b", "h"))
+    assert "No ScalingAR setting beat Best-of-k" in text and "was not run on held-out" in text
+    assert "Confirmed" in text and "**gap_min**" in text

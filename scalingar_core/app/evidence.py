@@ -192,11 +192,17 @@ def verdict_markdown(v: dict, builtin_dir: str, heldout_dir: str) -> list[str]:
              f"{pm(v['signal_heldout']['top1_vs_random'], True)}). "
              + ("Confirmed: at least 2 paired SE over C on held-out." if v["signal_confirmed"] else
                 "Not confirmed: less than 2 paired SE over C on held-out, so it does not become a setting."), ""]
+    built = v["setting_builtin"]
+    if built is not None and built["difference"]["mean"] <= 0:
+        lines += [f"No ScalingAR setting beat Best-of-k at matched tokens on builtin (the best, {v['setting']}: "
+                  f"{pm(built['difference'], True)} points), so no setting is a candidate to confirm.", ""]
     for label, key in (("builtin", "setting_builtin"), ("held-out", "setting_heldout")):
         m = v[key]
         if m is not None:
             lines.append(f"- {v['setting']} on {label}: {pm(m['accuracy'])} % at {m['tokens']:.0f} tokens; "
                          f"Best-of-k at those tokens {pm(m['best_of_k'])} %; difference {pm(m['difference'], True)} points.")
+        else:
+            lines.append(f"- {v['setting']} was not run on {label} (its sweep is fixed before the ranking).")
     m = v["defaults_heldout"]
     if m is not None:
         lines.append(f"- scalingar (defaults) on held-out: {pm(m['accuracy'])} % at {m['tokens']:.0f} tokens; Best-of-k "
