@@ -151,7 +151,8 @@ def resummarise(run_dirs: list[Path], out: Path) -> dict:
     ids = {r["id"] for r in records}
     meta.update(prompts=len(ids), parts=[m.get("part", [0, 1]) for m in metas], seeds=len(seeds), seed_indices=seeds, elapsed_s=sum(m.get("elapsed_s") or 0 for m in metas),
                 seed_rule=meta["seed_rule"].split(", seed_index in")[0] + f", seed_index in {seeds}",
-                command=" ; ".join(m["command"] for m in metas))
+                command=metas[0]["command"] + (f" # + {len(metas) - 1} more pieces: other --first-seed / --part, "
+                                               f"seed indices {seeds}" if len(metas) > 1 else ""))
     summary = summarise(records)
     summary.update(evidence_of(records))
     summary["meta"] = meta
