@@ -195,8 +195,8 @@ def verdict_markdown(v: dict, builtin_dir: str, heldout_dir: str) -> list[str]:
                 "Not confirmed: less than 2 paired SE over C on held-out, so it does not become a setting."), ""]
     built = v["setting_builtin"]
     if built is not None and built["difference"]["mean"] <= 0:
-        lines += [f"No ScalingAR setting beat Best-of-k at matched tokens on builtin (the best, {v['setting']}: "
-                  f"{pm(built['difference'], True)} points), so no setting is a candidate to confirm.", ""]
+        lines += [(f"No ScalingAR setting beat Best-of-k at matched tokens on builtin (the best, {v['setting']}: "
+                   f"{pm(built['difference'], True)} points), so no setting is a candidate to confirm."), ""]
     for label, key in (("builtin", "setting_builtin"), ("held-out", "setting_heldout")):
         m = v[key]
         if m is not None:
