@@ -152,6 +152,12 @@ def test_bench_writes_frontier_signals_split_and_verdict(tmp_path):
     assert {r["seed"] for r in part} == {prompts.SEED_BASE["heldout"] + 1_000_003 + 1}  # the full run's seed
     with pytest.raises(ValueError, match="repeat"):
         evidence.resummarise([tmp_path / "heldout", tmp_path / "heldout"], tmp_path / "h2")
+    extra = tmp_path / "extra"
+    assert bench.main(["--model", "toy-shapes", "--prompts", "heldout", "--limit", "2", "--seeds", "1", "--n", "4",
+                       "--workers", "1", "--methods", "scalingar@gate.quantile=0.3", "--out", str(extra)]) == 0
+    merged = evidence.resummarise([tmp_path / "heldout", tmp_path / "heldout_s1", extra], tmp_path / "h3")
+    matched = merged["frontier"]["matched"]["scalingar@gate.quantile=0.3"]
+    assert matched["difference"]["pairs"] == 2 and matched["best_of_k"] is not None  # Best-of-N of the other run
     with pytest.raises(ValueError, match="split"):
         evidence.resummarise([tmp_path / "heldout", tmp_path / "builtin"], tmp_path / "h2")
     verdict = json.loads((tmp_path / "verdict.json").read_text())

@@ -124,7 +124,8 @@ def write_evidence_plots(summary: dict, out: Path) -> None:
 # ---------------------------------------------------------------- rank on builtin, confirm on held-out
 
 def resummarise(run_dirs: list[Path], out: Path) -> dict:
-    """Finished bench runs of one split, model, N and methods (e.g. one per seed: ``--first-seed``) merged,
+    """Finished bench runs of one split, model and N merged (pieces of one run: ``--first-seed``, ``--part``;
+    or extra methods on the same prompts and seeds, matched against the Best-of-N records of the others),
     and their summary recomputed from the records by this code, written into ``out``."""
     import json
 
@@ -136,7 +137,7 @@ def resummarise(run_dirs: list[Path], out: Path) -> dict:
         metas.append(json.loads((run_dir / "results.json").read_text())["meta"])
     meta = dict(metas[0])
     for other, run_dir in zip(metas[1:], run_dirs[1:]):
-        for key in ("model", "split", "n", "methods"):
+        for key in ("model", "split", "n"):
             if other.get(key) != meta.get(key):
                 raise ValueError(f"{run_dir}: its {key} {other.get(key)!r} differs from {run_dirs[0]}'s "
                                  f"{meta.get(key)!r}: only runs of the same set-up merge")
@@ -149,7 +150,8 @@ def resummarise(run_dirs: list[Path], out: Path) -> dict:
         seen.add(key)
     seeds = sorted({s for m in metas for s in m.get("seed_indices", [])})
     ids = {r["id"] for r in records}
-    meta.update(prompts=len(ids), parts=[m.get("part", [0, 1]) for m in metas], seeds=len(seeds), seed_indices=seeds, elapsed_s=sum(m.get("elapsed_s") or 0 for m in metas),
+    methods = list(dict.fromkeys(m for meta_ in metas for m in meta_["methods"]))
+    meta.update(methods=methods, prompts=len(ids), parts=[m.get("part", [0, 1]) for m in metas], seeds=len(seeds), seed_indices=seeds, elapsed_s=sum(m.get("elapsed_s") or 0 for m in metas),
                 seed_rule=meta["seed_rule"].split(", seed_index in")[0] + f", seed_index in {seeds}",
                 command=metas[0]["command"] + (f" # + {len(metas) - 1} more pieces: other --first-seed / --part, "
                                                f"seed indices {seeds}" if len(metas) > 1 else ""))

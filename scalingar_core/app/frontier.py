@@ -85,12 +85,13 @@ def markdown(front: dict | None) -> list[str]:
     lines += [f"| {p['k']} | {p['tokens']} | {plus_minus(p)} |" for p in front["best_of_k"]]
     lines += ["", ("Each method against Best-of-k interpolated at its own tokens per image (same prompts and seeds; "
                    "difference ± 1 SE clustered by prompt):"), "",
-              "| method | tokens/image | ≈ k | accuracy % | Best-of-k at those tokens % | difference (points) |",
-              "|---|---|---|---|---|---|"]
+              ("| method | tokens/image | ≈ k | accuracy % | Best-of-k at those tokens % | difference (points) | "
+               "prompts × seeds |"), "|---|---|---|---|---|---|---|"]
     for name, m in front["matched"].items():
         if m is not None:
             lines.append(f"| {name} | {m['tokens']:.0f} | {m['k_equivalent']:.2f} | {plus_minus(m['accuracy'])} | "
-                         f"{plus_minus(m['best_of_k'])} | {plus_minus(m['difference'], True)} |")
+                         f"{plus_minus(m['best_of_k'])} | {plus_minus(m['difference'], True)} | "
+                         f"{m['difference']['pairs']} |")
     return lines + [""]
 
 
