@@ -203,7 +203,8 @@ def verdict_markdown(v: dict, builtin_dir: str, heldout_dir: str) -> list[str]:
         m = v[key]
         if m is not None:
             lines.append(f"- {v['setting']} on {label}: {pm(m['accuracy'])} % at {m['tokens']:.0f} tokens; "
-                         f"Best-of-k at those tokens {pm(m['best_of_k'])} %; difference {pm(m['difference'], True)} points.")
+                         f"Best-of-k at those tokens {pm(m['best_of_k'])} %; difference {pm(m['difference'], True)} "
+                         f"points ({m['difference']['pairs']} prompt-seed pairs).")
         else:
             lines.append(f"- {v['setting']} was not run on {label} (its sweep is fixed before the ranking).")
     m = v["defaults_heldout"]
