@@ -180,7 +180,7 @@ def test_asking_for_k_above_n_is_one_clear_error(tmp_path, capsys):
 
 def test_verdict_says_when_nothing_beat_best_of_k_and_when_the_nominee_was_not_run():
     def c(mean, se=0.01):
-        return {"mean": mean, "se": se}
+        return {"mean": mean, "se": se, "pairs": 100}
     row = {"top1": {"1.0": c(0.5)}, "top1_vs_C": c(0.02), "top1_vs_random": c(0.05)}
     v = {"signal": "gap_min", "signal_builtin": row, "signal_heldout": row, "signal_confirmed": True,
          "setting": "scalingar@gate.recovery_window=16",
