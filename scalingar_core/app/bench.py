@@ -28,12 +28,30 @@ from pathlib import Path
 import numpy as np
 
 from .. import files
-from ..engine.config import SECTIONS, STRATEGIES, RunConfig, read_overrides, setting_from_text
+from ..engine.config import (
+    SECTIONS,
+    STRATEGIES,
+    RunConfig,
+    read_overrides,
+    setting_from_text,
+)
 from ..engine.trace import json_safe
 from ..errors import RunAborted, echo, exit_status
 from ..models.device import check_device
 from ..models.registry import DEFAULT_MODEL, model_help
 from ..models.toy.checker import FAILURE_KINDS, failure_kind
+from .evidence import (
+    AUROC_PLOT,
+    FRONTIER_PLOT,
+    check_best_of_k,
+    evidence_markdown,
+    evidence_of,
+    evidence_plots,
+    part_of,
+    record_evidence,
+    split_meta,
+    split_seed_base,
+)
 from .help import COMPILE_HELP
 from .output_set import MANIFEST, OutputSet, folder_lock
 from .shard import Shard, gather
@@ -155,7 +173,8 @@ def _run_job(job: list[dict]) -> list[dict]:
     configs = [method_config(t["method"], t["n"], t["seed"], t["base"]) for t in job]
     rewards = [oracle if t["reward"] == "checker" else None for t in job]
     start = time.perf_counter()
-    results = generate_batch(_MODEL, [_MODEL.encode(entry["prompt"])] * len(job), configs, rewards)
+    results = generate_batch(_MODEL, [_MODEL.encode(entry["prompt"])] * len(job), configs, rewards,
+                             extra_signals=True)  # the signal report reads the signals beyond the paper's
     wall = (time.perf_counter() - start) / len(job)  # batched: the job's time, shared equally
     return [_record(task, result, wall, check, spec) for task, result in zip(job, results)]
 
@@ -179,6 +198,7 @@ def _record(task: dict, result, wall: float, check, spec) -> dict:
             step = min(trace.steps - 1, int(f * trace.steps))
             record["c_at"][str(f)] = [r.state["C"][step] if step < len(r.state["C"]) else None
                                       for r in trace.trajectories]
+        record.update(record_evidence(task["method"], result))
     record["image"] = result.image.numpy() if task.get("keep_image") else None
     return record
 
@@ -325,6 +345,7 @@ def write_markdown(summary: dict, meta: dict, path: Path) -> None:
         lines += [f"| {name} | " + " | ".join(_fmt(m["failures"].get(k)) for k in FAILURE_KINDS) + " |"
                   for name, m in summary["methods"].items() if m.get("failures")]
         lines.append("")
+    lines += evidence_markdown(summary)
     files.write_text(path, "\n".join(lines))
 
 
@@ -371,12 +392,16 @@ def load_prompts(source: str, per_category: int) -> list[dict]:
         from ..models.toy.prompts import builtin_eval
 
         return builtin_eval(per_category)
+    if source == "heldout":
+        from ..models.toy.prompts import heldout_eval
+
+        return heldout_eval()
     from ..models.toy.prompts import with_specs
     from .prompt_files import read_prompt_file
 
     path = Path(source)
     if not path.is_file():
-        raise FileNotFoundError(f"prompt file {source} not found: give 'builtin' or a JSON-lines file of "
+        raise FileNotFoundError(f"prompt file {source} not found: give 'builtin', 'heldout' or a JSON-lines file of "
                                 '{"prompt": ..., "category": ..., "spec": {...}}')
     return with_specs([(p.line, p.entry) for p in read_prompt_file(path)], path)  # the reader generate uses
 
@@ -399,7 +424,8 @@ def prepare(args) -> tuple[list[dict], list[str], dict, Path]:
     model name and device; the output folder is created. Any problem is a ValueError that names it, and
     the results already in the output folder stay untouched."""
     for option, value, minimum in (("--seeds", args.seeds, 1), ("--n", args.n, 1), ("--workers", args.workers, 1),
-                                   ("--limit", args.limit, 0), ("--per-category", args.per_category, 1)):
+                                   ("--limit", args.limit, 0), ("--first-seed", args.first_seed, 0),
+                                   ("--per-category", args.per_category, 1)):
         if value < minimum:
             raise ValueError(f"{option} {value}: must be at least {minimum}")
     from ..models import registry
@@ -418,13 +444,14 @@ def prepare(args) -> tuple[list[dict], list[str], dict, Path]:
     base = read_overrides(args.config)
     for m in methods:
         method_config(m, args.n, 0, base)  # fail fast on a bad method name or override
+    check_best_of_k(args.best_of_k, args.n, methods)
     out = files.check_output_dir(args.out, "--out")
     for name in (*RESULT_FILES, MANIFEST):  # a device or FIFO where a result goes: refused now, not after the run
         files.check_target(out / name)
     return entries, methods, base, out
 
 
-RESULT_FILES = ("results.json", "records.jsonl", "results.md", "tradeoff.png")
+RESULT_FILES = ("results.json", "records.jsonl", "results.md", "tradeoff.png", FRONTIER_PLOT, AUROC_PLOT)
 
 
 def write_results(out: Path, summary: dict, records: list[dict]) -> None:
@@ -438,6 +465,9 @@ def write_results(out: Path, summary: dict, records: list[dict]) -> None:
             write_markdown(summary, summary["meta"], staged)
         with outputs.writing("tradeoff.png") as staged:
             tradeoff_plot(summary, staged)
+        for name, draw in evidence_plots(summary):  # the frontier and AUROC-vs-step plots, when computed
+            with outputs.writing(name) as staged:
+                draw(staged)
         outputs.commit()
 
 
@@ -510,8 +540,11 @@ def run(args) -> dict | None:
 def _run(args, entries, methods, base, out, shard) -> dict | None:
     # repeated captions are different samples: every (entry, seed) pair gets its own sampling seed, shared
     # by all methods so they are compared on the same random streams
-    tasks = [{"entry": e, "method": m, "seed": s * 1_000_003 + i, "n": args.n, "base": base, "reward": args.reward}
-             for s in range(args.seeds) for i, e in enumerate(entries) for m in methods]
+    seed_base = split_seed_base(args.prompts)
+    tasks = [{"entry": e, "method": m, "seed": seed_base + s * 1_000_003 + i, "n": args.n, "base": base,
+              "reward": args.reward}
+             for s in range(args.first_seed, args.first_seed + args.seeds) for i, e in enumerate(entries) for m in methods
+             if i % args.part[1] == args.part[0]]
     # under torchrun / accelerate launch each rank takes every WORLD_SIZE-th job (see shard.py)
     jobs = [job for _, job in shard.take(jobs_of(tasks, args.batch))]
     indices = [i for job in jobs for i, _ in job]
@@ -538,12 +571,23 @@ def _run(args, entries, methods, base, out, shard) -> dict | None:
         summary["reward"] = "checker (ORACLE upper bound: Best-of-N and IS see the exact checker)"
     else:
         summary["reward"] = "intrinsic (" + (base or {}).get("baseline", {}).get("score", "token_confidence") + ")"
-    summary["meta"] = {"model": args.model, "prompts": len(entries), "seeds": args.seeds, "n": args.n,
+    summary["meta"] = {"model": args.model, "prompts": len(range(args.part[0], len(entries), args.part[1])),
+                       "seeds": args.seeds, "n": args.n,
                        "methods": methods, "elapsed_s": elapsed, "workers": workers * shard.world_size,
                        "batched": args.batch,
-                       "command": args.command_line}
+                       "command": args.command_line,
+                       **split_meta(args.prompts, entries, seed_base, range(args.first_seed, args.first_seed + args.seeds)),
+                       "part": list(args.part)}
+    summary.update(evidence_of(records, args.best_of_k))
     write_results(out, summary, records)
     return summary
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give whole numbers separated by commas, e.g. 1,2,4") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -551,7 +595,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=DEFAULT_MODEL, help=model_help())
     p.add_argument("--models-dir", default=None)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--prompts", default="builtin", help="'builtin' or a JSON-lines prompt file")
+    p.add_argument("--prompts", default="builtin", help="'builtin' (the development split), 'heldout' (250 prompts for confirmation only) or a "
+                        "JSON-lines prompt file")
     p.add_argument("--per-category", type=int, default=100, help="builtin prompts per category")
     p.add_argument("--limit", type=int, default=0, help="use only the first K prompts (0 = all)")
     p.add_argument("--methods", default="plain,best_of_n,importance_sampling,random_prune,scalingar",
@@ -560,6 +605,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", "--num-trajectories", dest="n", type=int, default=8,
                    help="trajectories per image (under torchrun spell it --num-trajectories)")
     p.add_argument("--seeds", type=int, default=2)
+    p.add_argument("--part", type=part_of, default=(0, 1), metavar="J/K",
+                   help="only the prompts whose index is J modulo K (their seeds unchanged), so a long run can go in "
+                        "K pieces that app/evidence.py merges (default 0/1: all)")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="index of the first seed (runs of seeds 0..S-1 and S..2S-1 merge into one: see app/evidence.py)")
     p.add_argument("--reward", default="intrinsic", choices=["intrinsic", "checker"],
                    help="Best-of-N / IS score: the model's own confidence, or the exact checker (an oracle)")
     p.add_argument("--config", default=None,
@@ -567,6 +617,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(not sampling.num_trajectories or sampling.seed: use --n and --seeds)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--out", required=True)
+    p.add_argument("--best-of-k", type=_int_list, default=None,
+                   help="the k of the Best-of-k rows to list (default all 1..N; computed from the best_of_n method's "
+                        "N candidates, so each k must be at most --n)")
     p.add_argument("--compile", action="store_true", help=COMPILE_HELP)
     p.add_argument("--no-batch", dest="batch", action="store_false",
                    help="decode each method alone instead of all methods of a prompt and seed in one batch "

@@ -14,7 +14,7 @@ import functools
 
 import torch
 
-from .confidence import fused_state, token_signals
+from .confidence import fused_state, logit_signals
 from .sampling import guided_logits, sample_tokens
 
 # one graph per batch size and branch (first step or not): up to N = 64 trajectories must fit
@@ -30,7 +30,7 @@ def guide_and_sample(cond: torch.Tensor, uncond: torch.Tensor | None, scale: tor
 
 
 class EagerMath:
-    token_signals = staticmethod(token_signals)
+    logit_signals = staticmethod(logit_signals)
     fused_state = staticmethod(fused_state)
     guide_and_sample = staticmethod(guide_and_sample)
 
@@ -39,7 +39,7 @@ class CompiledMath:
     def __init__(self, backend: str = "inductor"):
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
         compile_ = functools.partial(torch.compile, fullgraph=True, dynamic=False, backend=backend)
-        self.token_signals = compile_(token_signals)
+        self.logit_signals = compile_(logit_signals)
         self.fused_state = compile_(fused_state)
         self.guide_and_sample = compile_(guide_and_sample)
 

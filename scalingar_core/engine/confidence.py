@@ -164,7 +164,7 @@ def rebound(c: torch.Tensor, c_min: torch.Tensor, eps: float) -> torch.Tensor:
 # ---------------------------------------------------------------- the step's pure math
 
 
-def token_signals(source: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor, alpha_h: float, alpha_m: float
+def logit_signals(source: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor, alpha_h: float, alpha_m: float
                   ) -> tuple[torch.Tensor, ...]:
     """Everything one step reads from the logits: H̄, m and c_t of eq. 5 (5) on ``source`` (the sampled
     distribution), the self-certainty of ``source``, and K of eq. 7 (9). One pure function so that
@@ -248,7 +248,7 @@ class ConfidenceProfile:
         if temperature != 1.0:
             cond, uncond = cond / temperature, uncond / temperature
         source = cond if cfg.entropy_source == "conditional" else guided_logits(cond, uncond, cfg_prev)
-        h_norm, margin, c_tok, self_cert, kl = fn.token_signals(source, cond, uncond, cfg.alpha_h, cfg.alpha_m)
+        h_norm, margin, c_tok, self_cert, kl = fn.logit_signals(source, cond, uncond, cfg.alpha_h, cfg.alpha_m)
         st.tok_conf_sum += c_tok
         st.self_cert_sum += self_cert
         # eq. 5 (6)

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import torch
 
-TRACE_SIGNALS = ("entropy_norm", "margin", "kl", "worst_block_entropy", "token_logprob")
+from .token_signals import TOPK_CONFIDENCE_K
+
+TRACE_SIGNALS = ("entropy_norm", "margin", "kl", "worst_block_entropy", "token_logprob", "guidance_gap",
+                 *(f"topk_conf_{k}" for k in TOPK_CONFIDENCE_K))  # the last ones: token_signals.py, not in the paper
 TRACE_STATE = ("s_tok", "B", "I", "D", "D_hat", "C", "C_min", "R", "cfg")
 
 

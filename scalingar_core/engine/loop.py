@@ -80,11 +80,10 @@ def run(model: ARModel, groups: Iterable[Group], max_rows: int | None = None, sh
 
 
 def _start_groups(model: ARModel, conditions: list, configs: list[RunConfig], rewards: list | None,
-                  observe: bool = True, callbacks: list | None = None) -> list[Group]:
+                  extra_signals: bool = False) -> list[Group]:
     rewards = rewards or [None] * len(configs)
-    callbacks = callbacks or [None] * len(configs)
-    return [Group(model, c, cfg, r, observe, cb, key=i)
-            for i, (c, cfg, r, cb) in enumerate(zip(conditions, configs, rewards, callbacks))]
+    return [Group(model, c, cfg, r, key=i, extra_signals=extra_signals)
+            for i, (c, cfg, r) in enumerate(zip(conditions, configs, rewards))]
 
 
 @torch.inference_mode()
@@ -102,7 +101,8 @@ def generate(model: ARModel, condition: Any, config: RunConfig | None = None, ca
 
 @torch.inference_mode()
 def generate_batch(model: ARModel, conditions: list, configs: list[RunConfig], rewards: list | None = None,
-                   decode_all: bool = True, max_rows: int | None = None) -> list[GenerationResult]:
+                   decode_all: bool = True, max_rows: int | None = None,
+                   extra_signals: bool = False) -> list[GenerationResult]:
     """Several independent generations decoded together: one model forward per step for all of them (a
     small model on a CPU is bound by per-operation overhead, not by rows). Each keeps its own profile, gate,
     scheduler, random streams and trace.
@@ -110,8 +110,9 @@ def generate_batch(model: ARModel, conditions: list, configs: list[RunConfig], r
     Rows with the same condition object and the same token history are decoded once (see :mod:`.batch`),
     except with a compiled decode step (a steady batch size, so no recompilation). A model without
     ``start_batch`` runs the groups one at a time. The tokens equal a one-at-a-time run's up to floating-point
-    rounding in the batched matmuls."""
-    groups = _start_groups(model, conditions, configs, rewards)
+    rounding in the batched matmuls. ``extra_signals`` also records the signals of :mod:`.token_signals`
+    (not in the paper; the bench's signal report reads them)."""
+    groups = _start_groups(model, conditions, configs, rewards, extra_signals)
     batched = getattr(model, "start_batch", None) is not None and len(groups) > 1 and all(g.guided for g in groups)
     if not batched:
         max_rows = max(g.rows for g in groups)  # one group at a time

@@ -29,6 +29,7 @@ from .history import History
 from .parts import Strategy, compose
 from .sampling import stream_table
 from .scheduler import GuidanceScheduler
+from .token_signals import extra_signals
 from .trace import Trace
 
 
@@ -84,7 +85,7 @@ class Group:
     through it)."""
 
     def __init__(self, model: ARModel, condition: Any, config: RunConfig, reward=None, observe: bool = True,
-                 callback=None, observer=None, key: Any = None):
+                 callback=None, observer=None, key: Any = None, extra_signals: bool = False):
         self.model, self.condition, self.config, self.callback, self.key = model, condition, config, callback, key
         self.parts: Strategy = compose(config, reward, observe, tuple(model.grid))
         self.s = Resolved.of(config, model, self.parts.single)
@@ -94,6 +95,7 @@ class Group:
         n = self.s.num_trajectories
         parts = self.parts
         self.observe = parts.observe
+        self.extra_signals = extra_signals and self.observe  # the bench's signals beyond the paper's (NOT IN THE PAPER)
         # the step's math compiles with the model's decode step (one switch: --compile, the node's toggle)
         self.math = engine_math(bool(getattr(model, "compile_decode", False)), getattr(model, "compile_backend",
                                                                                       "inductor"))
@@ -144,6 +146,8 @@ def step(g: Group, cond: torch.Tensor, uncond: torch.Tensor | None) -> tuple[tor
     guided, tokens, logprob = g.math.guide_and_sample(cond, uncond, g.cfg, g.s.temperature, g.s.top_k, g.s.top_p,
                                                       g.uniforms[t].index_select(0, g.ids))
     recorded = {"cfg": g.cfg, "token_logprob": logprob} if g.observe else {"cfg": g.cfg}
+    if g.extra_signals:
+        recorded.update(extra_signals(cond, uncond, guided, tokens, g.s.temperature))
     g.history.record(t, g.ids, **recorded)  # one scatter for the step's records
     g.codes[g.ids, t] = tokens
     g.tokens += m
