@@ -41,9 +41,14 @@ def test_lowest_group_confidence_is_the_minimum_sliding_window_mean():
     assert torch.allclose(lowest_group_confidence(values, 50), values.mean(-1))  # longer than a row: the mean
 
 
-def test_a_run_records_the_extra_signals_for_every_step():
+def test_a_run_records_the_extra_signals_for_every_step_when_asked():
+    from scalingar_core.engine.loop import generate_batch
+
     model = ReferenceModel(grid=(8, 8))
-    result = generate(model, model.encode("a"), RunConfig(strategy="best_of_n"))
+    plain = generate(model, model.encode("a"), RunConfig(strategy="best_of_n"))  # not asked: not computed
+    assert all(v is None for r in plain.trace.trajectories for v in r.signals["topk_conf_5"])
+    (result,) = generate_batch(model, [model.encode("a")], [RunConfig(strategy="best_of_n")], extra_signals=True)
+    assert torch.equal(result.codes, plain.codes)
     for r in result.trace.trajectories:
         for name in ("guidance_gap", "topk_conf_5", "topk_conf_20"):
             assert len(r.signals[name]) == 64 and all(v is not None and math.isfinite(v) for v in r.signals[name])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import files
 from . import frontier, signals
 
 FRONTIER_PLOT, AUROC_PLOT = "frontier.png", "auroc_vs_step.png"
@@ -162,7 +163,7 @@ def resummarise(run_dirs: list[Path], out: Path) -> dict:
     summary = summarise(records)
     summary.update(evidence_of(records))
     summary["meta"] = meta
-    write_results(out, summary, records)
+    write_results(files.check_output_dir(out, "the merged results' folder"), summary, records)
     return summary
 
 
