@@ -147,7 +147,8 @@ def winner(report: dict) -> str:
 
 
 def confirmed(row: dict) -> bool:
-    """A signal beats C at top-1 by at least 2 paired standard errors (the bar a signal must pass, on held-out prompts, to become a setting)."""
+    """A signal beats C at top-1 by at least 2 paired standard errors: the bar a signal must pass, on
+    held-out prompts, to become a setting."""
     d = row["top1_vs_C"]
     return d is not None and d["se"] is not None and d["mean"] > 0 and d["mean"] >= 2 * d["se"]
 

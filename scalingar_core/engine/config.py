@@ -202,8 +202,8 @@ class ProfileConfig(_Config):
     """A16, how the output is chosen among the survivors: the highest final C_T ('final', v3 Algorithm 1
     line 20), the highest mean of C over the trajectory's steps ('mean', RECONSTRUCTED alternative), or
     the highest mean log-probability of the trajectory's own sampled tokens ('token_logprob', NOT IN THE
-    PAPER: on toy-shapes-256 it picked better than final C among the same survivors, 46.8 against 43.3 %,
-    +3.5 ± 1.0 points paired; docs/benchmarks.md). Pruning does not depend on it."""
+    PAPER: on toy-shapes-256's held-out prompts it picks no better than final C among the same survivors,
+    +0.5 ± 0.6 points paired; docs/evidence.md). Pruning does not depend on it."""
 
     def __post_init__(self):
         _choice("selection", self.selection, CHOICES["selection"])
