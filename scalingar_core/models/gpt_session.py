@@ -14,6 +14,13 @@ What keeps a step cheap:
   attends every written slot and needs no mask (left padding, LlamaGen, and right padding, AR-GRPO, alike);
 * the cache slot and the RoPE row of a step are device tensors, so the step has static shapes and
   ``torch.compile`` captures it once per batch size (``compiled=True``; see :mod:`.compile`).
+
+Continuous batching: an eager session built with ``inputs`` (how a family's condition objects become GPT
+inputs) can ``admit`` new trajectories between steps. Each new condition is prefilled on its own (two rows,
+its own caption mask), its kept prefix goes into new rows after the current ones in both halves, and from
+then on every trajectory has its own cache slot and RoPE position: a step writes each row's k/v at its own
+slot and masks each row's unwritten slots. When every row is at the same step again (the older rows were
+dropped by ``keep``), the session returns to the one shared slot and the unmasked step.
 """
 from __future__ import annotations
 
