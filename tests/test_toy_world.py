@@ -117,17 +117,20 @@ def test_training_captions_never_bind_held_out_pairs_in_multi_object_prompts():
 
 
 def test_prompt_file_round_trip_and_errors(tmp_path):
+    from scalingar_core.app.bench import load_prompts  # the prompt-file reader generate shares, toy specs on top
+
+    load_jsonl = lambda path: load_prompts(str(path), per_category=0)  # noqa: E731
     entries = prompts.builtin_eval(per_category=2)
     path = tmp_path / "p.jsonl"
     prompts.save_jsonl(entries, path)
-    assert prompts.load_jsonl(path) == entries
+    assert load_jsonl(path) == entries
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "x", "spec": {"objects": [{"color": "pink", "shape": "circle"}]}}\n')
     with pytest.raises(ValueError, match="bad.jsonl:1"):
-        prompts.load_jsonl(bad)
+        load_jsonl(bad)
     free = tmp_path / "free.jsonl"
     free.write_text('{"prompt": "a photo of a cat"}\n')
-    assert prompts.load_jsonl(free)[0]["category"] == "uncategorised"
+    assert load_jsonl(free)[0]["category"] == "uncategorised"
 
 
 # ------------------------------------------------------------------------------------------ checker

@@ -271,22 +271,6 @@ def _even_draw(pool: list[dict], k: int, rng: np.random.Generator) -> list[dict]
     return out
 
 
-def load_jsonl(path: str | Path) -> list[dict]:
-    """Read a prompt file: JSON lines ``{"prompt", "category"?, "spec"?}``; specs are validated."""
-    lines = []
-    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            e = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-        if not isinstance(e, dict) or not isinstance(e.get("prompt"), str) or not e["prompt"].strip():
-            raise ValueError(f"{path}:{n}: each line must be an object with a non-empty string 'prompt'")
-        lines.append((n, e))
-    return with_specs(lines, path)
-
-
 def with_specs(lines: list[tuple[int, dict]], path) -> list[dict]:
     """Prompt entries ``(line number, object)`` with their toy specs validated and a category and id set."""
     entries = []
