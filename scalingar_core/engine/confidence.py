@@ -7,12 +7,12 @@ device tensors that is compacted (or copied) with the batch. Nothing here reads 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 
 from .config import ProfileConfig
-from .history import History, RollingPool
+from .history import History, RollingPool, RowState
 from .sampling import guided_logits
 
 # ---------------------------------------------------------------- token-level signals (eqs. 3 (3), 5 (5))
@@ -191,7 +191,7 @@ def fused_state(first: bool, s_tok: torch.Tensor, block: torch.Tensor, intrinsic
 # ---------------------------------------------------------------- state and one step
 
 @dataclass
-class ProfileState:
+class ProfileState(RowState):
     """Per-trajectory profile state (rows follow the active batch)."""
 
     s_tok: torch.Tensor  # [n] eq. 5 (6)
@@ -210,9 +210,6 @@ class ProfileState:
         return cls(z, z.clone(), z.clone(), z.clone(), z.clone(), z.clone(),
                    torch.zeros(n, num_blocks, device=device), z.clone(), z.clone())
 
-    def keep(self, rows: torch.Tensor) -> None:
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name).index_select(0, rows))
 
 
 class ConfidenceProfile:

@@ -10,13 +10,13 @@ to drop from the batch to save their compute).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 
 from .confidence import rebound
 from .config import GateConfig
-from .history import History
+from .history import History, RowState
 
 KEEP, BASIN, HARD_FAIL = 0, 1, 2
 REASONS = {BASIN: "basin", HARD_FAIL: "hard_fail"}
@@ -56,7 +56,7 @@ def guard_survivors(kill: torch.Tensor, c: torch.Tensor, min_survivors: int) -> 
 
 
 @dataclass
-class GateState:
+class GateState(RowState):
     """Per-trajectory probation bookkeeping (rows follow the active batch)."""
 
     flag_start: torch.Tensor  # [n] long, step probation began, −1 when not flagged
@@ -64,9 +64,6 @@ class GateState:
     flag_c: torch.Tensor  # [n] C when probation began (recovery_reference='flag')
     flag_min: torch.Tensor  # [n] lowest C since probation began (recovery_reference='min_since_flag')
 
-    def keep(self, rows: torch.Tensor) -> None:
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name).index_select(0, rows))
 
 
 class TerminationGate:

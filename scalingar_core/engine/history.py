@@ -5,6 +5,8 @@ step writes its values with one scatter, without reading anything back to the ho
 """
 from __future__ import annotations
 
+from dataclasses import fields
+
 import torch
 
 from .token_signals import TOPK_CONFIDENCE_K
@@ -12,6 +14,15 @@ from .token_signals import TOPK_CONFIDENCE_K
 TRACE_SIGNALS = ("entropy_norm", "margin", "kl", "worst_block_entropy", "token_logprob", "guidance_gap",
                  *(f"topk_conf_{k}" for k in TOPK_CONFIDENCE_K))  # the last ones: token_signals.py, not in the paper
 TRACE_STATE = ("s_tok", "B", "I", "D", "D_hat", "C", "C_min", "R", "cfg")
+
+
+class RowState:
+    """A dataclass of ``[n, ...]`` tensors whose rows follow the active trajectories of a group."""
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Rows ``rows`` (indices into the current ones; repeats copy) become the state's rows."""
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name).index_select(0, rows))
 
 
 class History:

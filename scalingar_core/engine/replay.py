@@ -3,7 +3,7 @@ real generation: no model, no profile. ``benchmarks/gate_budget.py`` and the gat
 the token budget each gate reading reaches."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 
@@ -11,6 +11,7 @@ from ..models.protocol import SamplingDefaults
 from .confidence import rebound
 from .config import RunConfig
 from .gate import REASONS
+from .history import RowState
 from .loop import run
 from .step import Group
 
@@ -18,14 +19,11 @@ _CODES = {name: code for code, name in REASONS.items()}
 
 
 @dataclass
-class _State:
+class _State(RowState):
     c: torch.Tensor
     c_min: torch.Tensor
     r: torch.Tensor
 
-    def keep(self, rows: torch.Tensor) -> None:
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name).index_select(0, rows))
 
 
 class _Observer:
