@@ -191,7 +191,6 @@ def run_prompt_file(model, config: RunConfig, path: str | Path, out: str | Path,
     from .shard import Shard, gather
 
     shard = shard or Shard.from_env()
-    out = Path(out)
     lines = read_prompt_file(path)
     if samples < 1:
         raise PromptFileError(f"--samples must be >= 1, got {samples}")
