@@ -160,7 +160,7 @@ class KVCache:
         self._v = torch.zeros_like(self._k)
         self.k, self.v = self._k, self._v
 
-    def update(self, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kv_len: int | None):
+    def update(self, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kv_len: int | tuple | None):
         """Write ``k, v [rows, H, L, D]`` at cache slots ``slots [L]`` (every row at the same slots), or, for one
         new position per row, ``slots [rows, 1]`` (each row at its own slot: rows at different steps share a
         batch); return what attention reads: the first ``kv_len`` slots, or the whole static length when
@@ -172,7 +172,7 @@ class KVCache:
         else:
             self.k.index_copy_(2, slots, k)
             self.v.index_copy_(2, slots, v)
-        if kv_len is None:
+        if not isinstance(kv_len, int):  # the whole static length (a mask hides the rest), or runs of rows
             return self.k, self.v
         return self.k[:, :, :kv_len], self.v[:, :, :kv_len]
 
@@ -191,20 +191,33 @@ class KVCache:
         self._v[:m, :, :length] = v
         self.k, self.v = self._k[:m], self._v[:m]
 
-    def select(self, idx: torch.Tensor, length: int) -> None:
+    def select(self, idx: torch.Tensor, length: int, start: int = 0) -> None:
         """Rows ``idx`` (repeats allowed) become rows ``0..len(idx)-1``; only the first ``length`` slots are
-        copied since nothing beyond them has been written yet."""
+        copied since nothing beyond them has been written yet, and rows before ``start`` (where ``idx[j] = j``)
+        are not copied at all."""
         m = idx.numel()
         if m > self._k.shape[0]:  # more rows than were allocated: grow once
             k = self._k.new_zeros(m, *self._k.shape[1:])
             v = torch.zeros_like(k)
+            start = 0
         else:
             k, v = self._k, self._v
         # index_select materialises the source rows first, so overlapping in-place copies are safe
-        k[:m, :, :length] = self.k[:, :, :length].index_select(0, idx)
-        v[:m, :, :length] = self.v[:, :, :length].index_select(0, idx)
+        k[start:m, :, :length] = self.k[:, :, :length].index_select(0, idx[start:])
+        v[start:m, :, :length] = self.v[:, :, :length].index_select(0, idx[start:])
         self._k, self._v = k, v
         self.k, self.v = k[:m], v[:m]
+
+    def grow(self, m: int, length: int) -> None:
+        """Rows ``0..m-1`` become the live ones, the current rows keep their places (new rows: whatever the
+        allocation holds). Doubles the allocation when it is too small, copying the first ``length`` slots."""
+        if m > self._k.shape[0]:
+            k = self._k.new_zeros(max(m, 2 * self._k.shape[0]), *self._k.shape[1:])
+            v = torch.zeros_like(k)
+            live = self.k.shape[0]
+            k[:live, :, :length], v[:live, :, :length] = self.k[:, :, :length], self.v[:, :, :length]
+            self._k, self._v = k, v
+        self.k, self.v = self._k[:m], self._v[:m]
 
 
 class Attention(nn.Module):
@@ -214,7 +227,7 @@ class Attention(nn.Module):
         self.wqkv = nn.Linear(cfg.dim, (cfg.n_head + 2 * cfg.kv_heads) * cfg.head_dim, bias=False)
         self.wo = nn.Linear(cfg.dim, cfg.dim, bias=False)
 
-    def forward(self, x, rope, mask, cache: KVCache | None = None, slots=None, kv_len: int | None = None):
+    def forward(self, x, rope, mask, cache: KVCache | None = None, slots=None, kv_len: int | tuple | None = None):
         B, L, _ = x.shape
         hd = self.head_dim
         q, k, v = self.wqkv(x).split([self.n_head * hd, self.kv_heads * hd, self.kv_heads * hd], dim=-1)
@@ -223,11 +236,17 @@ class Attention(nn.Module):
         v = v.view(B, L, self.kv_heads, hd).transpose(1, 2)
         if cache is not None:
             k, v = cache.update(slots, k, v, kv_len)
+        if isinstance(kv_len, tuple):  # runs of rows at their own step: each attends its own written slots
+            y = torch.cat([self._attend(q[a:b], k[a:b, :, :n], v[a:b, :, :n], None) for a, b, n in kv_len])
+        else:
+            y = self._attend(q, k, v, mask)
+        return self.wo(y.transpose(1, 2).reshape(B, L, -1))
+
+    def _attend(self, q, k, v, mask):
         if self.kv_heads != self.n_head:
             rep = self.n_head // self.kv_heads
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.wo(y.transpose(1, 2).reshape(B, L, -1))
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
 class FeedForward(nn.Module):
@@ -362,7 +381,7 @@ class GPT(nn.Module):
 
     def trunk(self, x: torch.Tensor, rope: torch.Tensor, mask: torch.Tensor | None,
               caches: list[KVCache] | None = None, slots: torch.Tensor | None = None,
-              kv_len: int | None = None) -> torch.Tensor:
+              kv_len: int | tuple | None = None) -> torch.Tensor:
         """Run the blocks on embeddings ``x [B, L, dim]`` rotated by ``rope [1, L, D/2, 2]``. With caches, each
         layer writes its k/v at ``slots [L]`` and attends the first ``kv_len`` cache slots (None: all of them)."""
         for i, layer in enumerate(self.layers):
@@ -371,20 +390,21 @@ class GPT(nn.Module):
 
     @torch.no_grad()
     def decode_step(self, tokens: torch.Tensor, rope_pos: torch.Tensor, slot: torch.Tensor, caches: list[KVCache],
-                    rope: torch.Tensor, kv_len: int | None = None) -> torch.Tensor:
+                    rope: torch.Tensor, kv_len: int | tuple | None = None) -> torch.Tensor:
         """One cached decode step for every row: fp32 logits ``[B, V]`` after ``tokens [B]``.
 
         The token sits at sequence position ``rope_pos`` (its RoPE row, gathered from the table ``rope``) and
         its k/v go to cache slot ``slot``: ``[1]`` both when every row is at the same step, or ``[B]`` and
         ``[B, 1]`` when each row has its own (continuous batching). ``kv_len=None`` is the static-shape form
         that ``torch.compile`` captures once for every step: the query attends the whole cache through the
-        mask row "slots <= slot". An int attends only the first ``kv_len`` slots; with one shared slot they
-        are all written and need no mask (eager decoding: SDPA may use its fused kernels), with per-row slots
-        the mask hides each row's unwritten ones."""
+        mask row "slots <= slot". An int attends only the first ``kv_len`` slots, all written, with one
+        shared slot (eager decoding: no mask, so SDPA may use its fused kernels). With per-row slots,
+        ``kv_len`` is a tuple of runs ``(first row, end row, length)``: rows at the same step sit together, and
+        each run attends its own written slots without a mask (it costs its own length, not the longest)."""
         x = self.tok_embeddings(tokens)[:, None]
         mask = None
-        if kv_len is None or slot.dim() == 2:
-            seq = caches[0].k.shape[2] if kv_len is None else kv_len
+        if kv_len is None:
+            seq = caches[0].k.shape[2]
             mask = (torch.arange(seq, device=slot.device) <= slot.reshape(-1, 1)).view(-1, 1, 1, seq)
         h = self.trunk(x, rope.index_select(0, rope_pos)[:, None], mask, caches, slot, kv_len)
         return self.head(h[:, -1])

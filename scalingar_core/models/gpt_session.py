@@ -1,7 +1,10 @@
 """Cached CFG decoding of a :class:`~.gpt.GPT` for ``n`` trajectories (the engine's DecodeSession).
 
-Rows ``0..n-1`` carry the condition, rows ``n..2n-1`` the null condition (LlamaGen's CFG batch); a session
-started without guidance holds only the ``n`` conditional rows (upstream samples those alone at CFG <= 1).
+Trajectory ``j`` has two model rows, ``2j`` with the condition and ``2j + 1`` with the null condition
+(LlamaGen's CFG pair; its logits are returned as upstream lays them out, every conditional row, then every
+unconditional one). Pairs sit side by side so that removing a trajectory moves only the pairs after it and
+admitting one appends a pair. A session started without guidance holds only the ``n`` conditional rows
+(upstream samples those alone at CFG <= 1).
 For t2i both halves use the same caption mask, as upstream does: the null caption is trained under the mask
 of the caption it replaced.
 
@@ -19,7 +22,8 @@ Continuous batching: an eager session built with ``inputs`` (how a family's cond
 inputs) can ``admit`` new trajectories between steps. Each new condition is prefilled on its own (two rows,
 its own caption mask), its kept prefix goes into new rows after the current ones in both halves, and from
 then on every trajectory has its own cache slot and RoPE position: a step writes each row's k/v at its own
-slot and masks each row's unwritten slots. When every row is at the same step again (the older rows were
+slot, and each run of rows at the same step attends only its own written slots (no mask, and no row pays
+for the longest history in the batch). When every row is at the same step again (the older rows were
 dropped by ``keep``), the session returns to the one shared slot and the unmasked step.
 """
 from __future__ import annotations
@@ -100,8 +104,8 @@ class GPTSession:
 
     def _prefix(self, cond, uncond, n: int, prefix_ok: torch.Tensor | None):
         """Run the condition prefix of ``n`` trajectories once per distinct row; return the per-layer k/v of the
-        slots image tokens may attend (``[rows, H, kept, D]``, rows in session order: conditional, then
-        unconditional), the number of those slots, and the fp32 logits of every row."""
+        slots image tokens may attend (``[rows, H, kept, D]``, rows in the cache's pair order), the number of
+        those slots, and the fp32 logits of every row (conditional, then unconditional)."""
         model = self.model
         T = model.config.cls_token_num
         device = self._rope.device
@@ -114,7 +118,8 @@ class GPTSession:
             rows.append(uncond)
             src.append(cond.shape[0] + (torch.arange(n, device=device) if uncond.shape[0] == n
                                         else torch.zeros(n, dtype=torch.long, device=device)))
-        x, src = torch.cat(rows), torch.cat(src)
+        x, halves = torch.cat(rows), torch.cat(src)
+        src = torch.stack(src, 1).reshape(-1)  # pairs: row 2j conditional, 2j + 1 unconditional
         prefix_ok = prefix_ok if prefix_ok is not None else torch.ones(T, dtype=torch.bool, device=device)
         mask = model.attention_mask(model.key_mask(prefix_ok[None], x.shape[0], T, device), 0, T)
         pre = model.new_caches(x.shape[0], seq=T)
@@ -123,7 +128,7 @@ class GPTSession:
         kept = prefix_ok.nonzero().squeeze(1)
         kv = [(p.k.index_select(0, src).index_select(2, kept), p.v.index_select(0, src).index_select(2, kept))
               for p in pre]
-        return kv, kept.numel(), model.head(h[:, -1]).index_select(0, src)
+        return kv, kept.numel(), model.head(h[:, -1]).index_select(0, halves)
 
     @torch.no_grad()
     def prefill(self) -> torch.Tensor:
@@ -171,23 +176,16 @@ class GPTSession:
             self._positions += [self.model.config.cls_token_num] * k
             length = max(length, kept)
         added = sum(counts)
-        # current rows keep their places in each half; the new ones go after them (placeholders first)
-        old = torch.arange(n, device=device)
-        blank = torch.zeros(added, dtype=torch.long, device=device)
-        idx = torch.cat([old, blank, old + n, blank][: 2 * halves])
-        start = [n, 2 * n + added][:halves]
         for layer, cache in enumerate(self.caches):
-            cache.select(idx, length)
-            for half in range(halves):
-                row = start[half]
-                for kv, k in parts:
-                    kk, vv = kv[layer]
-                    width = kk.shape[2]
-                    cache.k[row: row + k, :, :width] = kk[half * k: (half + 1) * k]
-                    cache.v[row: row + k, :, :width] = vv[half * k: (half + 1) * k]
-                    cache.k[row: row + k, :, width:length] = 0
-                    cache.v[row: row + k, :, width:length] = 0
-                    row += k
+            cache.grow(halves * (n + added), length)  # the current pairs stay where they are
+            row = halves * n
+            for kv, k in parts:
+                kk, vv = kv[layer]
+                width, end = kk.shape[2], row + halves * k
+                cache.k[row:end, :, :width], cache.v[row:end, :, :width] = kk, vv
+                cache.k[row:end, :, width:length] = 0
+                cache.v[row:end, :, width:length] = 0
+                row = end
         self._n = n + added
         self._sync_rows()
         new = torch.cat(logits)  # [cond_1, uncond_1, cond_2, ...] per condition: regroup by half
@@ -217,33 +215,50 @@ class GPTSession:
             raise RuntimeError(f"all {model.config.block_size} image positions are already decoded")
         tokens = step_tokens(tokens, n, self._rope.device)
         if self.guidance:
-            tokens = torch.cat([tokens, tokens])
+            tokens = tokens.repeat_interleave(2)
         if self._slots is not None:
-            return self._step_rows(tokens)
+            return self._halves_first(self._step_rows(tokens))
         if self._decoder:
             logits = self._decoder.step(self, tokens, self._pos_t, self._slot_t, self.caches, self._rope)
         else:
             logits = model.decode_step(tokens, self._pos_t, self._slot_t, self.caches, self._rope,
                                        kv_len=self._slot + 1)
+        logits = self._halves_first(logits)
         self._slot += 1
         self._pos += 1
         self._slot_t += 1  # in place on the device: no host-to-device copy per step
         self._pos_t += 1
         return logits
 
+    def _halves_first(self, logits: torch.Tensor) -> torch.Tensor:
+        """Pair-ordered logits ``[2n, V]`` as every conditional row, then every unconditional one."""
+        if not self.guidance:
+            return logits
+        return logits.view(self._n, 2, -1).transpose(0, 1).reshape(2 * self._n, -1)
+
     def _step_rows(self, tokens: torch.Tensor) -> torch.Tensor:
-        """A step with every trajectory at its own slot and position (both halves of a trajectory share them)."""
+        """A step with every trajectory at its own slot and position (both rows of a pair share them)."""
         device = self._rope.device
         halves = 2 if self.guidance else 1
-        slots = torch.tensor(self._slots * halves, device=device)
-        positions = torch.tensor(self._positions * halves, device=device)
+        slots = torch.tensor(self._slots, device=device).repeat_interleave(halves)
+        positions = torch.tensor(self._positions, device=device).repeat_interleave(halves)
         if max(self._positions) >= self.model.config.seq_len:
             raise RuntimeError(f"all {self.model.config.block_size} image positions are already decoded")
         logits = self.model.decode_step(tokens, positions, slots[:, None], self.caches, self._rope,
-                                        kv_len=max(self._slots) + 1)
+                                        kv_len=self._runs(halves))
         self._slots = [s + 1 for s in self._slots]
         self._positions = [p + 1 for p in self._positions]
         return logits
+
+    def _runs(self, halves: int) -> tuple[tuple[int, int, int], ...]:
+        """Runs of consecutive cache rows at the same slot as ``(first, end, slots to attend)``. Rows
+        admitted together stay together through ``keep``, so there are few runs."""
+        n, runs, start = self._n, [], 0
+        for i in range(1, n + 1):
+            if i == n or self._slots[i] != self._slots[start]:
+                runs.append((halves * start, halves * i, self._slots[start] + 1))
+                start = i
+        return tuple(runs)
 
     @torch.no_grad()
     def keep(self, rows: torch.Tensor) -> None:
@@ -253,12 +268,13 @@ class GPTSession:
             if self._uncond is not None and self._uncond.shape[0] > 1:
                 self._uncond = self._uncond.index_select(0, rows)
         else:
-            idx = torch.cat([rows, rows + self._n]) if self.guidance else rows
+            picked = rows.tolist()
+            moved = next((j for j, r in enumerate(picked) if r != j), len(picked))  # pairs before it stay put
+            idx = torch.stack([2 * rows, 2 * rows + 1], 1).reshape(-1) if self.guidance else rows
             length = self._slot if self._slots is None else max(self._slots)
             for cache in self.caches:
-                cache.select(idx, length)
+                cache.select(idx, length, start=self._halves * moved)
             if self._slots is not None:
-                picked = rows.tolist()
                 self._slots = [self._slots[i] for i in picked]
                 self._positions = [self._positions[i] for i in picked]
             if self._decoder:
