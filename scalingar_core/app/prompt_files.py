@@ -187,6 +187,7 @@ def run_prompt_file(model, config: RunConfig, path: str | Path, out: str | Path,
     batch (continuous batching), this rank's items only; rank 0 writes ``index.jsonl``."""
     from ..engine.images import to_pil
     from ..engine.loop import decoded, run
+    from ..engine.parts import compose
     from ..engine.step import Group
     from .shard import Shard, gather
 
@@ -194,7 +195,7 @@ def run_prompt_file(model, config: RunConfig, path: str | Path, out: str | Path,
     lines = read_prompt_file(path)
     if samples < 1:
         raise PromptFileError(f"--samples must be >= 1, got {samples}")
-    n = config.sampling.num_trajectories if config.strategy != "plain" else 1
+    n = 1 if compose(config, None, True, tuple(model.grid)).single else config.sampling.num_trajectories
     max_rows = max_rows or default_max_rows(model, n)
     if max_rows < n:
         raise PromptFileError(f"--max-rows {max_rows} is smaller than one image's {n} trajectories: use "
