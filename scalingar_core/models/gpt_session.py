@@ -118,7 +118,7 @@ class GPTSession:
             rows.append(uncond)
             src.append(cond.shape[0] + (torch.arange(n, device=device) if uncond.shape[0] == n
                                         else torch.zeros(n, dtype=torch.long, device=device)))
-        x, halves = torch.cat(rows), torch.cat(src)
+        x, by_half = torch.cat(rows), torch.cat(src)
         src = torch.stack(src, 1).reshape(-1)  # pairs: row 2j conditional, 2j + 1 unconditional
         prefix_ok = prefix_ok if prefix_ok is not None else torch.ones(T, dtype=torch.bool, device=device)
         mask = model.attention_mask(model.key_mask(prefix_ok[None], x.shape[0], T, device), 0, T)
@@ -128,7 +128,7 @@ class GPTSession:
         kept = prefix_ok.nonzero().squeeze(1)
         kv = [(p.k.index_select(0, src).index_select(2, kept), p.v.index_select(0, src).index_select(2, kept))
               for p in pre]
-        return kv, kept.numel(), model.head(h[:, -1]).index_select(0, halves)
+        return kv, kept.numel(), model.head(h[:, -1]).index_select(0, by_half)
 
     @torch.no_grad()
     def prefill(self) -> torch.Tensor:
@@ -162,7 +162,7 @@ class GPTSession:
         if not self.admits:
             raise RuntimeError("this session cannot admit new trajectories (compiled, or not prefilled)")
         device = self._rope.device
-        n, halves = self._n, 2 if self.guidance else 1
+        n, halves = self._n, self._halves
         self._per_row()
         parts, logits, length = [], [], max(self._slots)
         for condition, k in zip(conditions, counts):
@@ -239,7 +239,7 @@ class GPTSession:
     def _step_rows(self, tokens: torch.Tensor) -> torch.Tensor:
         """A step with every trajectory at its own slot and position (both rows of a pair share them)."""
         device = self._rope.device
-        halves = 2 if self.guidance else 1
+        halves = self._halves
         slots = torch.tensor(self._slots, device=device).repeat_interleave(halves)
         positions = torch.tensor(self._positions, device=device).repeat_interleave(halves)
         if max(self._positions) >= self.model.config.seq_len:
