@@ -14,6 +14,7 @@ Prints, measured side by side in one run:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
@@ -31,7 +32,9 @@ from scalingar_core.engine.config import (  # noqa: E402
     SamplingConfig,
     SchedulerConfig,
 )
-from scalingar_core.engine.gate import BASIN, TerminationGate  # noqa: E402
+from scalingar_core.engine import step as step_module  # noqa: E402
+from scalingar_core.engine.compiled import EAGER  # noqa: E402
+from scalingar_core.engine.gate import BASIN  # noqa: E402
 from scalingar_core.testing.random_llamagen import RandomLlamaGen  # noqa: E402
 
 
@@ -49,18 +52,30 @@ def late_step_ms(stamps: list[float]) -> float:
     return 1000 * (stamps[-1] - stamps[q]) / (len(stamps) - 1 - q)
 
 
-class HalfAtQuarter(TerminationGate):
-    """Runs the real gate, then forces the removal of the upper half of the rows at step T/4."""
+class HalfAtQuarter:
+    """The eager engine step, then the upper half of the live trajectories leave at step T/4 as the gate's
+    removals do (BASIN: their rows leave the batch through the engine's real pruning path)."""
 
-    def decide(self, t, ids, c, c_min, r):
-        reason = super().decide(t, ids, c, c_min, r)
-        if t == self.total // 4:
-            reason[ids.shape[0] // 2:] = BASIN
-        return reason
-
-    def __init__(self, cfg, total_steps, *a, **k):
-        super().__init__(cfg, total_steps, *a, **k)
+    def __init__(self, total_steps: int):
         self.total = total_steps
+
+    def advance(self, *args, at: int):
+        state, out = EAGER.advance(*args, at=at)
+        if at == self.total // 4:
+            live = torch.nonzero(state.live).squeeze(1)
+            out.leave[live[live.shape[0] // 2:]] = BASIN
+        return state, out
+
+
+@contextlib.contextmanager
+def engine(math):
+    """Groups made inside use ``math`` as their engine step."""
+    original = step_module.engine_math
+    step_module.engine_math = lambda *a, **k: math
+    try:
+        yield
+    finally:
+        step_module.engine_math = original
 
 
 def main() -> None:
@@ -108,23 +123,17 @@ def main() -> None:
     print(f"profile+gate+scheduler  : {1000 * f / (steps - 1):7.2f} ms/step")
     print(f"step-time ratio         : {f / p:.3f}   (target <= 1.03)")
 
-    original = sampler_module.TerminationGate
-    sampler_module.TerminationGate = HalfAtQuarter
-    try:
-        keep_all = RunConfig(strategy="scalingar", sampling=sampling, gate=never_prune,
-                             scheduler=SchedulerConfig(enabled=False))
-        whole, pruned, rows16, rows8 = [], [], [], []
-        for _ in range(args.repeats):
-            sampler_module.TerminationGate = original
-            stamps = []
-            whole.append(timed_loop(model, keep_all, stamps=stamps))
-            rows16.append(late_step_ms(stamps))
-            sampler_module.TerminationGate = HalfAtQuarter
-            stamps = []
+    keep_all = RunConfig(strategy="scalingar", sampling=sampling, gate=never_prune,
+                         scheduler=SchedulerConfig(enabled=False))
+    whole, pruned, rows16, rows8 = [], [], [], []
+    for _ in range(args.repeats):
+        stamps = []
+        whole.append(timed_loop(model, keep_all, stamps=stamps))
+        rows16.append(late_step_ms(stamps))
+        stamps = []
+        with engine(HalfAtQuarter(steps)):
             pruned.append(timed_loop(model, keep_all, stamps=stamps))
-            rows8.append(late_step_ms(stamps))
-    finally:
-        sampler_module.TerminationGate = original
+        rows8.append(late_step_ms(stamps))
     w_time = statistics.median(t for t, _ in whole)
     p_time = statistics.median(t for t, _ in pruned)
     w_tok, p_tok = whole[0][1], pruned[0][1]

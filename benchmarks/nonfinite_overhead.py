@@ -18,9 +18,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scalingar_core.engine.confidence import ConfidenceProfile  # noqa: E402
+from scalingar_core.engine.confidence import ProfileState, block_schedule, profile_step  # noqa: E402
 from scalingar_core.engine.config import ProfileConfig  # noqa: E402
-from scalingar_core.engine.history import History, RollingPool  # noqa: E402
+from scalingar_core.engine.history import ring_push  # noqa: E402
 from scalingar_core.engine.loop import finite_rows  # noqa: E402
 
 
@@ -38,25 +38,29 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     n, steps = args.n, 256
-    ids = torch.arange(n)
     cond, uncond = torch.randn(n, args.vocab), torch.randn(n, args.vocab)
-    profile = ConfidenceProfile(ProfileConfig(), (16, 16), n, "cpu", History(n, steps, "cpu"))
-    pool, values = RollingPool(64, n, "cpu"), torch.rand(n)
+    settings = ProfileConfig()
+    blocks = block_schedule((16, 16), settings.block_size, settings.min_fill, settings.worst_fraction, "cpu")
+    state = [ProfileState.empty(n, blocks.count.shape[1], settings.roll_window, "cpu")]
+    live, clock = torch.ones(n, dtype=torch.bool), torch.arange(steps)
+    ring, values = torch.full((64, n), float("nan")), torch.rand(n)
     cfg = torch.full((n,), 4.0)
     t = [0]
 
-    def profile_step():
-        profile.step(t[0] % steps, ids, cond, uncond, cfg, 1.0)
+    def one_step():
+        at = t[0] % steps
+        state[0], _ = profile_step(settings, blocks, state[0], clock[at], at, cond, uncond, cfg, live, 1.0)
         t[0] += 1
 
     def guard():
-        bool(finite_rows(profile.state.c, cond).all())  # the sampler's per-step check and read-back
-        pool.push(t[0], ids, values)  # twice per step in the sampler (worst-block and KL pools)
-        pool.push(t[0], ids, values)
+        bool(finite_rows(state[0].c, cond).all())  # the sampler's per-step check and read-back
+        slot = clock[t[0] % 64]
+        ring_push(ring, slot, values, live)  # twice per step in the sampler (worst-block and KL pools)
+        ring_push(ring, slot, values, live)
 
     rounds = {"profile": [], "guard": []}
     for _ in range(5):
-        rounds["profile"].append(per_call_us(profile_step, 100))
+        rounds["profile"].append(per_call_us(one_step, 100))
         rounds["guard"].append(per_call_us(guard, 1000))
     prof, guard_us = statistics.median(rounds["profile"]), statistics.median(rounds["guard"])
     print(f"N={n}, |V|={args.vocab}, 1 thread")

@@ -115,23 +115,26 @@ def test_generate_batch_shares_histories_and_matches_one_at_a_time():
         assert _outcome(result)[1:] == (removed, selected, tokens)
 
 
-def test_compiled_engine_math_has_one_graph_per_batch_size_and_decides_as_eager():
-    """--compile also compiles the step's pure math (token signals, fused state, guided draw): static shapes,
-    so every step of a batch size reuses the same graphs (traced here with dynamo's cheap eager backend)."""
+def test_compiled_engine_step_is_one_graph_through_pruning_and_decides_as_eager():
+    """--compile also compiles the engine's step whole: a group keeps its shape while rows leave (they are
+    masked) and the step index is a tensor, so every step of a run, pruning included, reuses one graph
+    (traced here with dynamo's cheap eager backend)."""
     import torch._dynamo.utils as dynamo_utils
 
     model = ReferenceModel(vocab_size=32, grid=(6, 6))
     cond = model.encode("compiled")
-    config = RunConfig.from_dict({"sampling": {"seed": 3, "num_trajectories": 4}, "gate": {"enabled": False}})
+    config = _config("scalingar", 3, 4, SHORT_GATE)
     eager = generate(model, cond, config, decode_all=False)
+    removals = lambda r: [(x.removed_at, x.removed_reason) for x in r.trace.trajectories]  # noqa: E731
+    assert any(at is not None for at, _ in removals(eager)), "the gate must remove rows for this test to mean something"
     torch._dynamo.reset()
     dynamo_utils.counters.clear()
     model.compile_decode, model.compile_backend = True, "eager"
     compiled = generate(model, cond, config, decode_all=False)
     again = generate(model, cond, config, decode_all=False)
-    # token signals, fused state (first step, later steps), guided draw: four graphs for 36 steps, twice
-    assert dynamo_utils.counters["stats"]["unique_graphs"] == 4
+    assert dynamo_utils.counters["stats"]["unique_graphs"] == 1  # 36 steps, twice
     assert torch.equal(compiled.codes, eager.codes) and compiled.selected == eager.selected
+    assert removals(compiled) == removals(eager)
     assert torch.equal(again.codes, compiled.codes)
 
 

@@ -49,7 +49,12 @@ def test_block_layout_and_worst_block_eq7():
     assert worst.tolist() == pytest.approx([0.5, 6.0 / 16])
     worst = eq.worst_block_entropy(block_sum, count, torch.tensor([True, True, True]), 2)  # 3 eligible, worst 2
     assert worst.tolist() == pytest.approx([(0.5 + 0.25) / 2, (0.75 + 6 / 16) / 2])
-    assert eq.worst_block_entropy(block_sum, count, torch.tensor([False, False, False]), 0) is None
+    assert eq.worst_block_entropy(block_sum, count, torch.tensor([False, False, False]), 0).isnan().all()
+    for eligible, k in (([True, True, False], 1), ([True, True, True], 2), ([False, False, False], 0)):
+        # the compiled step's fixed-width form (k a tensor) gives the same values
+        eligible = torch.tensor(eligible)
+        assert torch.allclose(eq.worst_block_entropy(block_sum, count, eligible, torch.tensor(k)),
+                              eq.worst_block_entropy(block_sum, count, eligible, k), equal_nan=True)
 
 
 def test_block_schedule_counts_fill_eligibility_and_worst_count():

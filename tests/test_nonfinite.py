@@ -13,7 +13,7 @@ import torch
 from poisoned import PoisonedModel
 
 from scalingar_core.engine.config import GateConfig, RunConfig, SamplingConfig
-from scalingar_core.engine.history import RollingPool
+from scalingar_core.engine.history import ring_mean_std, ring_min_max, ring_push
 from scalingar_core.engine.loop import generate
 from scalingar_core.testing.reference_model import ReferenceModel
 
@@ -101,10 +101,9 @@ def test_finite_weights_ignore_nonfinite_scores():
 
 
 def test_an_infinite_value_does_not_poison_the_rolling_pool():
-    pool = RollingPool(4, 3, "cpu")
-    ids = torch.arange(3)
-    pool.push(0, ids, torch.tensor([1.0, float("inf"), 3.0]))
-    mean, std = pool.mean_std(0, ids, "pooled")
-    low, high = pool.min_max(0, ids, "pooled")
+    slot, live = torch.tensor(0), torch.ones(3, dtype=torch.bool)
+    ring = ring_push(torch.full((4, 3), float("nan")), slot, torch.tensor([1.0, float("inf"), 3.0]), live)
+    mean, std = ring_mean_std(ring, slot, "pooled")
+    low, high = ring_min_max(ring, slot, "pooled")
     assert torch.allclose(mean, torch.tensor(2.0)) and torch.allclose(std, torch.tensor(1.0))
     assert (float(low), float(high)) == (1.0, 3.0)

@@ -1,18 +1,18 @@
 """Profile level of ScalingAR: eqs. 5–8 (v1 5–12). Numbers are v3 (v1), as in ``docs/method.md``.
 
-Each equation is one small function on tensors of the ``n`` active trajectories. :class:`ConfidenceProfile`
-strings them together for one decoding step and keeps its state in :class:`ProfileState`, a dataclass of
-device tensors that is compacted (or copied) with the batch. Nothing here reads a value back to the host.
+Each equation is one small function on tensors of a group's trajectories. :func:`profile_step` strings them
+together for one decoding step over :class:`ProfileState`, a dataclass of device tensors indexed by
+trajectory. Nothing here reads a value back to the host.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import torch
 
 from .config import ProfileConfig
-from .history import History, RollingPool, RowState
+from .history import ring_forget, ring_mean_std, ring_min_max, ring_push
 from .sampling import guided_logits
 
 # ---------------------------------------------------------------- token-level signals (eqs. 3 (3), 5 (5))
@@ -82,6 +82,14 @@ class BlockSchedule:
     count: torch.Tensor  # [T, K] float: cells of each block filled after position t (device)
     eligible: torch.Tensor  # [T, K] bool: fill ratio >= ρ_min (device)
     worst: list[int]  # [T] ⌈q·n_eligible⌉ blocks to average, 0 while none is eligible (host)
+    cell: torch.Tensor  # [T, K] bool: the block position t falls in (device)
+    worst_t: torch.Tensor  # [T] long: ``worst`` on the device (the compiled step reads it at a tensor step)
+
+    def at(self, t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """This step's rows of the device tables: (cell, count, eligible, worst)."""
+        i = t.view(1)
+        return (self.cell.index_select(0, i)[0], self.count.index_select(0, i)[0],
+                self.eligible.index_select(0, i)[0], self.worst_t.index_select(0, i)[0])
 
 
 def block_schedule(grid: tuple[int, int], b: int, min_fill: float, worst_fraction: float, device) -> BlockSchedule:
@@ -90,20 +98,26 @@ def block_schedule(grid: tuple[int, int], b: int, min_fill: float, worst_fractio
     count = torch.nn.functional.one_hot(index, len(capacity)).cumsum(0).double()  # [T, K]
     eligible = count / capacity.double() >= min_fill - 1e-12
     worst = [max(1, math.ceil(worst_fraction * e)) if e else 0 for e in eligible.sum(1).tolist()]
-    return BlockSchedule(count.float().to(device), eligible.to(device), worst)
+    cell = torch.nn.functional.one_hot(index, len(capacity)).bool()
+    return BlockSchedule(count.float().to(device), eligible.to(device), worst, cell.to(device),
+                         torch.tensor(worst, device=device))
 
 
 def worst_block_entropy(block_sum: torch.Tensor, count: torch.Tensor, eligible: torch.Tensor,
-                        k: int) -> torch.Tensor | None:
+                        k: int | torch.Tensor) -> torch.Tensor:
     """Eq. 6 (7): Ē^worst_t, the mean of the worst ``k`` = ⌈q·n_eligible⌉ block means E_k (highest entropy)
-    over the blocks whose fill ratio is at least ρ_min. ``None`` when no block is eligible yet (``k`` = 0).
+    over the blocks whose fill ratio is at least ρ_min. NaN (not defined) when no block is eligible yet
+    (``k`` = 0).
 
     ``block_sum`` ``[n, K]`` sums of H̄ per block; ``count`` ``[K]`` cells filled per block; ``eligible``
-    ``[K]`` bool (one row of a :class:`BlockSchedule`)."""
-    if k == 0:
-        return None
+    ``[K]`` bool (one row of a :class:`BlockSchedule`). ``k`` a host int (eager), or a 0-d tensor (the
+    compiled step: a fixed-width sum, so the graph does not depend on the step)."""
     means = (block_sum / count.clamp_min(1.0)).masked_fill(~eligible, float("-inf"))
-    return means.topk(k, dim=-1).values.mean(-1)
+    if isinstance(k, int):
+        return means.topk(k, dim=-1).values.mean(-1) if k else torch.full_like(means[:, 0], float("nan"))
+    top = means.sort(dim=-1, descending=True).values
+    taken = torch.arange(means.shape[-1], device=means.device) < k
+    return torch.where(taken, top, 0.0).sum(-1) / k  # 0 / 0 = NaN when k = 0
 
 
 def rolling_minmax(value: torch.Tensor, low: torch.Tensor, high: torch.Tensor, eps: float) -> torch.Tensor:
@@ -174,25 +188,25 @@ def logit_signals(source: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor
     return h_norm, margin, c_tok, self_certainty(source.clamp_min(-1e4), lse), conditional_kl(cond, uncond)
 
 
-def fused_state(first: bool, s_tok: torch.Tensor, block: torch.Tensor, intrinsic: torch.Tensor, kl: torch.Tensor,
+def fused_state(first: torch.Tensor, s_tok: torch.Tensor, block: torch.Tensor, intrinsic: torch.Tensor, kl: torch.Tensor,
                 kl_mean: torch.Tensor, kl_std: torch.Tensor, d_hat: torch.Tensor, c_min: torch.Tensor,
                 cfg: ProfileConfig) -> tuple[torch.Tensor, ...]:
-    """v3 §4.1.1 to eq. 8 (v1 8–12) after the rolling statistics: I, D, D̂, C, C_min and R, elementwise
-    (one fused kernel when compiled; docs/method.md)."""
+    """v3 §4.1.1 to eq. 8 (v1 8–12) after the rolling statistics: I, D, D̂, C, C_min and R, elementwise.
+    ``first`` (a 0-d bool tensor) starts the EMAs and the running minimum."""
     i_raw = intrinsic_raw(s_tok, block, cfg.w_tok, cfg.w_blk)
-    intrinsic = i_raw if first else ema(intrinsic, i_raw, cfg.lambda_i)
+    intrinsic = torch.where(first, i_raw, ema(intrinsic, i_raw, cfg.lambda_i))
     d = drift_score(rolling_zscore(kl, kl_mean, kl_std, cfg.eps))
-    d_hat = d if first else ema(d_hat, d, cfg.lambda_d)
+    d_hat = torch.where(first, d, ema(d_hat, d, cfg.lambda_d))
     c = unified_confidence(intrinsic, d_hat, cfg.w_i, cfg.w_d, (cfg.calib_a, cfg.calib_b) if cfg.calibrate else None)
-    c_min = c if first else torch.minimum(c_min, c)
+    c_min = torch.where(first, c, torch.minimum(c_min, c))
     return intrinsic, d, d_hat, c, c_min, rebound(c, c_min, cfg.eps)
 
 
 # ---------------------------------------------------------------- state and one step
 
 @dataclass
-class ProfileState(RowState):
-    """Per-trajectory profile state (rows follow the active batch)."""
+class ProfileState:
+    """Per-trajectory profile state of a group, ``[N]`` rows indexed by trajectory (they never move)."""
 
     s_tok: torch.Tensor  # [n] eq. 5 (6)
     intrinsic: torch.Tensor  # [n] I, v3 §4.1.1 (8)
@@ -203,71 +217,72 @@ class ProfileState(RowState):
     block_sum: torch.Tensor  # [n, K] accumulated H̄ per block
     tok_conf_sum: torch.Tensor  # [n] Σ c_t (Best-of-N / IS intrinsic score)
     self_cert_sum: torch.Tensor  # [n] Σ self-certainty
+    worst_ring: torch.Tensor  # [L, n] rolling pool of Ē^worst, eq. 6 (7) (columns are trajectories)
+    kl_ring: torch.Tensor  # [L, n] rolling pool of K, eq. 7 (9)
 
     @classmethod
-    def empty(cls, n: int, num_blocks: int, device) -> "ProfileState":
+    def empty(cls, n: int, num_blocks: int, window: int, device) -> "ProfileState":
         z = torch.zeros(n, device=device)
+        ring = torch.full((window, n), float("nan"), device=device)
         return cls(z, z.clone(), z.clone(), z.clone(), z.clone(), z.clone(),
-                   torch.zeros(n, num_blocks, device=device), z.clone(), z.clone())
+                   torch.zeros(n, num_blocks, device=device), z.clone(), z.clone(), ring, ring.clone())
 
-
-
-class ConfidenceProfile:
-    """Computes eqs. 5–8 (v1 5–12) for the active trajectories at each step and records them in ``history``."""
-
-    def __init__(self, cfg: ProfileConfig, grid: tuple[int, int], num_trajectories: int, device,
-                 history: History, math=None):
-        self.cfg = cfg
-        self.math = math  # the step's pure functions, eager or compiled (see :mod:`.compiled`)
-        self.grid = grid
-        self.history = history
-        index, capacity = block_layout(grid, cfg.block_size)
-        self.block_index = index.tolist()  # host list: the block of position t is known without a sync
-        self.blocks = block_schedule(grid, cfg.block_size, cfg.min_fill, cfg.worst_fraction, device)
-        self.state = ProfileState.empty(num_trajectories, len(capacity), device)
-        self.worst_pool = RollingPool(cfg.roll_window, num_trajectories, device)
-        self.kl_pool = RollingPool(cfg.roll_window, num_trajectories, device)
-
-    def copy_pools(self, dest: torch.Tensor, src: torch.Tensor) -> None:
-        self.worst_pool.copy_rows(dest, src)
-        self.kl_pool.copy_rows(dest, src)
+    def copy_rows(self, dest: torch.Tensor, src: torch.Tensor) -> None:
+        """Importance-sampling resample: trajectory ``dest[j]`` inherits ``src[j]``'s state and pools."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith("_ring"):
+                value[:, dest] = value[:, src]
+            else:
+                value[dest] = value[src]  # advanced indexing reads src before writing
 
     def forget(self, ids: torch.Tensor) -> None:
-        """Removed trajectories leave the rolling normalisations at once (pooled B and D use the active ones)."""
-        self.worst_pool.forget(ids)
-        self.kl_pool.forget(ids)
+        """Removed trajectories leave the rolling normalisations at once (pooled B and D use the live ones)."""
+        ring_forget(self.worst_ring, ids)
+        ring_forget(self.kl_ring, ids)
 
-    def step(self, t: int, ids: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor,
-             cfg_prev: torch.Tensor, temperature: float) -> ProfileState:
-        cfg, st, hist, fn = self.cfg, self.state, self.history, self.math
-        first = t == 0
-        # eq. 5 (5): token-level signals of the sampled (guided) distribution at the previous scale (A1); eq. 7 (9)
-        if temperature != 1.0:
-            cond, uncond = cond / temperature, uncond / temperature
-        source = cond if cfg.entropy_source == "conditional" else guided_logits(cond, uncond, cfg_prev)
-        h_norm, margin, c_tok, self_cert, kl = fn.logit_signals(source, cond, uncond, cfg.alpha_h, cfg.alpha_m)
-        st.tok_conf_sum += c_tok
-        st.self_cert_sum += self_cert
-        # eq. 5 (6)
-        st.s_tok = c_tok if first else ema(st.s_tok, c_tok, cfg.lambda_tok)
-        # eq. 6 (7): accumulate this position's entropy into its block, then the worst eligible blocks
-        st.block_sum[:, self.block_index[t]] += h_norm
-        blocks = self.blocks
-        worst = worst_block_entropy(st.block_sum, blocks.count[t], blocks.eligible[t], blocks.worst[t])
-        if worst is None:
-            block = torch.full_like(h_norm, cfg.neutral_block_score)
-            self.worst_pool.push(t, ids, None)
-            worst = torch.full_like(h_norm, float("nan"))  # recorded as "not yet defined"
-        else:
-            self.worst_pool.push(t, ids, worst)
-            low, high = self.worst_pool.min_max(t, ids, cfg.normalisation)
-            block = block_stability(worst, low, high, cfg.eps)
-        # v3 §4.1.1 to eq. 8 (v1 8–12), after the rolling statistics of eq. 7 (9)
-        self.kl_pool.push(t, ids, kl)
-        mean, std = self.kl_pool.mean_std(t, ids, cfg.normalisation)
-        st.intrinsic, d, st.d_hat, st.c, st.c_min, st.r = fn.fused_state(
-            first, st.s_tok, block, st.intrinsic, kl, mean, std, st.d_hat, st.c_min, cfg)
-        hist.record(t, ids, entropy_norm=h_norm, margin=margin, kl=kl, worst_block_entropy=worst, s_tok=st.s_tok,
-                    B=block, I=st.intrinsic, D=d, D_hat=st.d_hat, C=st.c, C_min=st.c_min, R=st.r)
-        return st
 
+
+PROFILE_RECORDS = ("entropy_norm", "margin", "kl", "worst_block_entropy", "s_tok", "B", "I", "D", "D_hat", "C",
+                   "C_min", "R")
+"""What :func:`profile_step` records each step, in this order."""
+
+
+def profile_step(cfg: ProfileConfig, blocks: BlockSchedule, st: ProfileState, t: torch.Tensor, at: int | None,
+                 cond: torch.Tensor, uncond: torch.Tensor, cfg_prev: torch.Tensor, live: torch.Tensor,
+                 temperature: float) -> tuple[ProfileState, list[torch.Tensor]]:
+    """Eqs. 5–8 (v1 5–12) for one step of every trajectory of a group (rows ``[N]``; ``live`` marks those
+    still decoding, the others' values are computed and ignored). ``t`` is the step as a 0-d tensor; ``at``
+    the same on the host in eager mode, None in the compiled step. Returns the new state and the values of
+    :data:`PROFILE_RECORDS`."""
+    first = t == 0
+    # eq. 5 (5): token-level signals of the sampled (guided) distribution at the previous scale (A1); eq. 7 (9)
+    if temperature != 1.0:
+        cond, uncond = cond / temperature, uncond / temperature
+    source = cond if cfg.entropy_source == "conditional" else guided_logits(cond, uncond, cfg_prev)
+    h_norm, margin, c_tok, self_cert, kl = logit_signals(source, cond, uncond, cfg.alpha_h, cfg.alpha_m)
+    s_tok = torch.where(first, c_tok, ema(st.s_tok, c_tok, cfg.lambda_tok))  # eq. 5 (6)
+    # eq. 6 (7): this position's entropy joins its block, then the worst eligible blocks
+    cell, count, eligible, k = blocks.at(t)
+    block_sum = torch.where(cell, st.block_sum + h_norm[:, None], st.block_sum)
+    worst = worst_block_entropy(block_sum, count, eligible, blocks.worst[at] if at is not None else k)
+    slot = t % cfg.roll_window
+    worst_ring = ring_push(st.worst_ring, slot, worst, live)  # NaN ("not yet defined") records nothing
+    low, high = ring_min_max(worst_ring, slot, cfg.normalisation)
+    block = torch.where(k > 0, block_stability(worst, low, high, cfg.eps), cfg.neutral_block_score)
+    # v3 §4.1.1 to eq. 8 (v1 8–12), after the rolling statistics of eq. 7 (9)
+    kl_ring = ring_push(st.kl_ring, slot, kl, live)
+    mean, std = ring_mean_std(kl_ring, slot, cfg.normalisation)
+    intrinsic, d, d_hat, c, c_min, r = fused_state(first, s_tok, block, st.intrinsic, kl, mean, std, st.d_hat,
+                                                   st.c_min, cfg)
+    new = ProfileState(s_tok, intrinsic, d_hat, c, c_min, r, block_sum, st.tok_conf_sum + c_tok,
+                       st.self_cert_sum + self_cert, worst_ring, kl_ring)
+    return new, [h_norm, margin, kl, worst, s_tok, block, intrinsic, d, d_hat, c, c_min, r]
+
+
+def given_step(given: torch.Tensor, st: ProfileState, t: torch.Tensor) -> ProfileState:
+    """C read from recorded or synthetic traces ``given`` ``[N, T]`` instead of the profile (the gate's
+    replay); C_min and R follow eq. 8 (12)."""
+    c = given.index_select(1, t.view(1))[:, 0]
+    c_min = torch.where(t == 0, c, torch.minimum(st.c_min, c))
+    return replace(st, c=c, c_min=c_min, r=rebound(c, c_min, 1e-6))

@@ -10,13 +10,13 @@ to drop from the batch to save their compute).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
 from .confidence import rebound
 from .config import GateConfig
-from .history import History, RowState
+from .history import History, RowState, recent
 
 KEEP, BASIN, HARD_FAIL = 0, 1, 2
 REASONS = {BASIN: "basin", HARD_FAIL: "hard_fail"}
@@ -46,9 +46,12 @@ def recovered(c: torch.Tensor, reference: torch.Tensor, r: torch.Tensor, delta_g
     return ((c - reference) >= delta_gap) | (r >= delta_rec)
 
 
-def guard_survivors(kill: torch.Tensor, c: torch.Tensor, min_survivors: int) -> torch.Tensor:
-    """Never remove the last ``min_survivors`` rows (A15): rescue the highest-C candidates if needed."""
+def guard_survivors(kill: torch.Tensor, c: torch.Tensor, min_survivors: int,
+                    live: torch.Tensor | None = None) -> torch.Tensor:
+    """Never remove the last ``min_survivors`` live rows (A15): rescue the highest-C candidates if needed."""
     rank_key = c.float() + (~kill).float() * 1e6  # survivors first, then the most confident of the doomed
+    if live is not None:
+        rank_key = torch.where(live, rank_key, float("-inf"))  # rows already gone rescue nobody
     order = torch.argsort(rank_key, descending=True, stable=True)
     rescued = torch.zeros_like(kill)
     rescued[order[:min_survivors]] = True
@@ -57,108 +60,164 @@ def guard_survivors(kill: torch.Tensor, c: torch.Tensor, min_survivors: int) -> 
 
 @dataclass
 class GateState(RowState):
-    """Per-trajectory probation bookkeeping (rows follow the active batch)."""
+    """Per-trajectory probation bookkeeping."""
 
     flag_start: torch.Tensor  # [n] long, step probation began, −1 when not flagged
     last_recovery: torch.Tensor  # [n] long, step of the last recovery, _NEVER when none
     flag_c: torch.Tensor  # [n] C when probation began (recovery_reference='flag')
     flag_min: torch.Tensor  # [n] lowest C since probation began (recovery_reference='min_since_flag')
 
+    @classmethod
+    def fresh(cls, n: int, device) -> "GateState":
+        long = dict(dtype=torch.long, device=device)
+        return cls(torch.full((n,), -1, **long), torch.full((n,), _NEVER, **long), torch.zeros(n, device=device),
+                   torch.zeros(n, device=device))
+
+    def reset(self, ids: torch.Tensor) -> None:
+        """End the probation of trajectories ``ids`` (in place, between steps)."""
+        self.flag_start[ids] = -1
+        self.last_recovery[ids] = _NEVER
+
+
+@dataclass(frozen=True)
+class GateClock:
+    """When the gate acts, in steps: θ from ``warmup`` (W_0) on, removals from ``protect`` (H_prot) on."""
+
+    warmup: int
+    protect: int
+    steps: int
+
+    @classmethod
+    def of(cls, cfg: GateConfig, steps: int) -> "GateClock":
+        return cls(steps_from_fraction(cfg.warmup_fraction, steps), steps_from_fraction(cfg.protection_fraction,
+                                                                                        steps), steps)
+
+
+def next_threshold(cfg: GateConfig, clock: GateClock, theta: torch.Tensor, t: torch.Tensor, c: torch.Tensor,
+                   recent_c: torch.Tensor, c_hist: torch.Tensor, at: int | None = None) -> torch.Tensor:
+    """Eq. 9 (13) with its schedule: NaN during warm-up, initialised at t = W_0 (the p-quantile of every C
+    recorded before W_0 in ``c_hist`` ``[N, T]``, or of this step's ``c``), then the EMA every K steps over
+    ``recent_c`` (the last K steps of the live rows). NaN entries count as not recorded. With the step on
+    the host (``at``) only the branch it takes is computed; without, every branch, selected on the device."""
+    since = t - clock.warmup
+    if at is not None and (at < clock.warmup or (at > clock.warmup and (at - clock.warmup) % cfg.update_interval)):
+        return theta
+    if at is None or at == clock.warmup:
+        if cfg.theta_init == "warmup_pool" and clock.warmup > 0:
+            before = torch.arange(c_hist.shape[1], device=c_hist.device) < t
+            initial = quantile(torch.where(before, c_hist, float("nan")), cfg.quantile)
+        else:
+            initial = quantile(c, cfg.quantile)
+        if at is not None:
+            return initial
+    updated = threshold_update(theta, quantile(recent_c, cfg.quantile), cfg.lambda_theta)
+    if at is not None:
+        return updated
+    theta = torch.where((since > 0) & (since % cfg.update_interval == 0), updated, theta)
+    return torch.where(since == 0, initial, theta)
+
+
+def probation(cfg: GateConfig, st: GateState, t: torch.Tensor, c: torch.Tensor, c_min: torch.Tensor,
+              r: torch.Tensor, below: torch.Tensor) -> tuple[GateState, torch.Tensor]:
+    """Every row's probation advanced by one step, and True where the row is in a basin (A12).
+
+    ``continuous``: probation lasts while C < θ and ends the moment C ≥ θ; a rebound restarts its count.
+    ``window``: probation begins at the first step below θ and ends only with a rebound; the row is
+    removed when C < θ after Δ_rec steps of probation without one (v1: "no recovery within the last
+    Δ_rec steps"; v3: "terminated if it fails to demonstrate a significant rebound within this window").
+    ``end_of_window``: probation begins at the first step below θ and lasts Δ_rec steps; then v3
+    Algorithm 1's test decides once — removed if C < θ and it has not rebounded (R < δ_rec) — and
+    otherwise the flag clears. Rebounds are measured from ``recovery_reference``."""
+    newly = below & (st.flag_start < 0)
+    t_now = torch.zeros_like(st.flag_start) + t
+    cleared = torch.full_like(st.flag_start, -1)
+    flag_start = torch.where(newly, t_now, st.flag_start)
+    if cfg.probation == "continuous":
+        flag_start = torch.where(below, flag_start, cleared)
+    on = flag_start >= 0
+    flag_c = torch.where(newly, c, st.flag_c)
+    flag_min = torch.where(newly, c, torch.minimum(st.flag_min, c))
+    if cfg.recovery_reference == "running_min":
+        base = c_min  # R of eq. 8 (12) as given
+    else:
+        base = flag_c if cfg.recovery_reference == "flag" else flag_min
+        r = rebound(c, base, 1e-6)  # eq. 8 (12)'s form, from the probation's own reference
+    rec = on & recovered(c, base, r, cfg.delta_gap, cfg.delta_rec)
+    last_recovery = st.last_recovery
+    if cfg.probation == "end_of_window":
+        due = on & (t - flag_start >= cfg.recovery_window)
+        flag_start = torch.where(due, cleared, flag_start)  # decided: removed, or the flag clears
+        basin = due & below & ~rec
+    else:
+        last_recovery = torch.where(rec, t_now, last_recovery)
+        if cfg.probation == "window":  # a rebound clears the flag; a later dip starts a new window
+            flag_start = torch.where(rec, cleared, flag_start)
+            basin = below & (flag_start >= 0) & (t - flag_start >= cfg.recovery_window)
+        else:
+            basin = below & (t - torch.maximum(flag_start, last_recovery) >= cfg.recovery_window)
+    return GateState(flag_start, last_recovery, flag_c, flag_min), basin
+
+
+def gate_step(cfg: GateConfig, clock: GateClock, st: GateState, theta: torch.Tensor, t: torch.Tensor,
+              c: torch.Tensor, c_min: torch.Tensor, r: torch.Tensor, live: torch.Tensor, decides: torch.Tensor,
+              recent_c: torch.Tensor, c_hist: torch.Tensor, at: int | None = None
+              ) -> tuple[GateState, torch.Tensor, torch.Tensor]:
+    """One step of the gate over a group's rows: the new probation state, θ, and each row's reason (KEEP,
+    BASIN or HARD_FAIL). ``live``: rows still decoding; ``decides``: whether the gate may remove rows at
+    this step at all (not the last step, more than ``min_survivors`` live). Before H_prot, and when it does
+    not decide, θ still follows its schedule and probation stands still. ``at``: as in
+    :func:`next_threshold`."""
+    theta = next_threshold(cfg, clock, theta, t, torch.where(live, c, float("nan")), recent_c, c_hist, at)
+    if at is not None and at < clock.protect:
+        return st, theta, torch.zeros_like(st.flag_start)
+    # relative floor uses θ, which is NaN before warm-up ends: comparisons with NaN are False
+    floor = cfg.hard_fail * theta if cfg.hard_fail_mode == "relative" else cfg.hard_fail
+    hard = c < floor
+    acts = decides & (t >= clock.protect)
+    reason = torch.where(hard, HARD_FAIL, KEEP)
+    if at is None or at >= clock.warmup:  # probation runs once θ exists
+        advanced, basin = probation(cfg, st, t, c, c_min, r, (c < theta) & ~hard)
+        moves = acts & (t >= clock.warmup)
+        st = GateState(*(torch.where(moves, new, old) for new, old in zip(astuple_shallow(advanced),
+                                                                          astuple_shallow(st))))
+        reason = torch.where(moves & basin & ~hard, BASIN, reason)
+    kill = guard_survivors(acts & live & (reason != KEEP), c, cfg.min_survivors, live)
+    return st, theta, torch.where(kill, reason, KEEP)
+
+
+def astuple_shallow(obj) -> tuple:
+    """A dataclass's fields, not copied (``dataclasses.astuple`` deep-copies)."""
+    return tuple(getattr(obj, f.name) for f in fields(obj))
 
 
 class TerminationGate:
-    """Decides, after each step, which active trajectories leave the batch and why."""
+    """:func:`gate_step` over the active trajectories of one sequence of steps, compacted as rows leave (for
+    driving the gate with synthetic C sequences)."""
 
     def __init__(self, cfg: GateConfig, total_steps: int, num_trajectories: int, device, history: History):
-        self.cfg = cfg
-        self.history = history
-        self.warmup = steps_from_fraction(cfg.warmup_fraction, total_steps)
-        self.protect = steps_from_fraction(cfg.protection_fraction, total_steps)
+        self.cfg, self.history = cfg, history
+        self.clock = GateClock.of(cfg, total_steps)
+        self.warmup, self.protect = self.clock.warmup, self.clock.protect
         self.theta = torch.tensor(float("nan"), device=device)
-        self.ready = False
-        long = dict(dtype=torch.long, device=device)
-        self.state = GateState(torch.full((num_trajectories,), -1, **long),
-                               torch.full((num_trajectories,), _NEVER, **long),
-                               torch.zeros(num_trajectories, device=device),
-                               torch.zeros(num_trajectories, device=device))
+        self.state = GateState.fresh(num_trajectories, device)
 
     def reset(self, rows: list[int]) -> None:
         """End the probation of ``rows`` (indices into the active batch)."""
         if rows:
-            index = torch.tensor(rows, device=self.state.flag_start.device)
-            self.state.flag_start[index] = -1
-            self.state.last_recovery[index] = _NEVER
-
-    def update_threshold(self, t: int, ids: torch.Tensor, c: torch.Tensor) -> None:
-        """Eq. 9 (13) with its schedule: nothing during warm-up, initialise at t = W_0, EMA every K steps."""
-        cfg = self.cfg
-        if t < self.warmup:
-            return
-        if not self.ready:
-            warm = self.history.buffers["C"][:, :t]  # every C of the warm-up steps (NaN = not alive)
-            pool = warm if cfg.theta_init == "warmup_pool" and t > 0 else c
-            self.theta = quantile(pool, cfg.quantile)
-            self.ready = True
-        elif (t - self.warmup) % cfg.update_interval == 0:
-            recent = self.history.window("C", ids, t, cfg.update_interval)
-            self.theta = threshold_update(self.theta, quantile(recent, cfg.quantile), cfg.lambda_theta)
-        self.history.threshold[t] = self.theta
+            self.state.reset(torch.tensor(rows, device=self.state.flag_start.device))
 
     def decide(self, t: int, ids: torch.Tensor, c: torch.Tensor, c_min: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-        """Reasons ``[n]`` (KEEP, BASIN or HARD_FAIL) for step ``t``; updates probation state in place."""
-        cfg, st = self.cfg, self.state
-        self.update_threshold(t, ids, c)
-        reason = torch.zeros_like(st.flag_start)
-        if t < self.protect:
-            return reason
-        # relative floor uses θ, which is NaN before warm-up ends: comparisons with NaN are False
-        floor = cfg.hard_fail * self.theta if cfg.hard_fail_mode == "relative" else cfg.hard_fail
-        hard = c < floor
-        if self.ready:
-            below = (c < self.theta) & ~hard
-            basin = self._probation(t, c, c_min, r, below)
-            reason = torch.where(basin, torch.full_like(reason, BASIN), reason)
-        reason = torch.where(hard, torch.full_like(reason, HARD_FAIL), reason)
-        kill = guard_survivors(reason != KEEP, c, cfg.min_survivors)
-        return torch.where(kill, reason, torch.zeros_like(reason))
+        """Reasons ``[n]`` (KEEP, BASIN or HARD_FAIL) for step ``t``; updates θ and probation in place."""
+        step = torch.tensor(t, device=c.device)
+        live = torch.ones_like(c, dtype=torch.bool)
+        c_hist = self.history.buffers["C"]
+        recent_c = recent(c_hist.index_select(0, ids), c, step, self.cfg.update_interval, t)
+        self.state, self.theta, reason = gate_step(self.cfg, self.clock, self.state, self.theta, step, c, c_min, r,
+                                                   live, torch.tensor(True), recent_c, c_hist, t)
+        if t >= self.warmup:
+            self.history.threshold[t] = self.theta
+        return reason
 
-    def _probation(self, t: int, c: torch.Tensor, c_min: torch.Tensor, r: torch.Tensor,
-                   below: torch.Tensor) -> torch.Tensor:
-        """Advance every row's probation by one step; True where the row is in a basin (A12).
-
-        ``continuous``: probation lasts while C < θ and ends the moment C ≥ θ; a rebound restarts its count.
-        ``window``: probation begins at the first step below θ and ends only with a rebound; the row is
-        removed when C < θ after Δ_rec steps of probation without one (v1: "no recovery within the last
-        Δ_rec steps"; v3: "terminated if it fails to demonstrate a significant rebound within this window").
-        ``end_of_window``: probation begins at the first step below θ and lasts Δ_rec steps; then v3
-        Algorithm 1's test decides once — removed if C < θ and it has not rebounded (R < δ_rec) — and
-        otherwise the flag clears. Rebounds are measured from ``recovery_reference``."""
-        cfg, st = self.cfg, self.state
-        newly = below & (st.flag_start < 0)
-        t_now = torch.full_like(st.flag_start, t)
-        cleared = torch.full_like(st.flag_start, -1)
-        st.flag_start = torch.where(newly, t_now, st.flag_start)
-        if cfg.probation == "continuous":
-            st.flag_start = torch.where(below, st.flag_start, cleared)
-        on = st.flag_start >= 0
-        st.flag_c = torch.where(newly, c, st.flag_c)
-        st.flag_min = torch.where(newly, c, torch.minimum(st.flag_min, c))
-        if cfg.recovery_reference == "running_min":
-            base = c_min  # R of eq. 8 (12) as given
-        else:
-            base = st.flag_c if cfg.recovery_reference == "flag" else st.flag_min
-            r = rebound(c, base, 1e-6)  # eq. 8 (12)'s form, from the probation's own reference
-        rec = on & recovered(c, base, r, cfg.delta_gap, cfg.delta_rec)
-        if cfg.probation == "end_of_window":
-            due = on & (t - st.flag_start >= cfg.recovery_window)
-            st.flag_start = torch.where(due, cleared, st.flag_start)  # decided: removed, or the flag clears
-            return due & below & ~rec
-        st.last_recovery = torch.where(rec, t_now, st.last_recovery)
-        if cfg.probation == "window":  # a rebound clears the flag; a later dip starts a new window
-            st.flag_start = torch.where(rec, cleared, st.flag_start)
-            return below & (st.flag_start >= 0) & (t - st.flag_start >= cfg.recovery_window)
-        since = t - torch.maximum(st.flag_start, st.last_recovery)
-        return below & (since >= cfg.recovery_window)
 
 def tokens_spent(removed: dict[int, tuple[int, int]], n: int, steps: int) -> int:
     """Visual tokens of one image (A18): every trajectory counts the steps it was decoded, removals included."""

@@ -38,13 +38,20 @@ class History:
         self._rows: dict[tuple[str, ...], torch.Tensor] = {}  # name tuple -> [k, 1] index, made once
         self.threshold = torch.full((steps,), float("nan"), device=device)
 
-    def record(self, t: int, ids: torch.Tensor, **values: torch.Tensor) -> None:
-        """Write each named ``[n]`` value of the active rows ``ids`` at step ``t``."""
-        names = tuple(values)
+    def rows(self, names: tuple[str, ...]) -> torch.Tensor:
+        """The ``[k, 1]`` index of ``names`` in :attr:`data` (made once per tuple)."""
         rows = self._rows.get(names)
         if rows is None:
             rows = self._rows[names] = torch.tensor([self._slot[k] for k in names], device=self.data.device)[:, None]
-        self.data[:, :, t][rows, ids] = torch.stack(list(values.values()))
+        return rows
+
+    def record(self, t: int, ids: torch.Tensor, **values: torch.Tensor) -> None:
+        """Write each named ``[n]`` value of the active rows ``ids`` at step ``t``."""
+        self.data[:, :, t][self.rows(tuple(values)), ids] = torch.stack(list(values.values()))
+
+    def record_all(self, t: int, names: tuple[str, ...], values: torch.Tensor) -> None:
+        """Write ``values`` ``[k, N]`` of ``names`` for every trajectory (NaN where it is not live) at step ``t``."""
+        self.data[:, :, t].index_copy_(0, self.rows(names)[:, 0], values)
 
     def window(self, name: str, ids: torch.Tensor, t: int, length: int) -> torch.Tensor:
         """The last ``length`` recorded values up to step ``t`` for the active rows: ``[n, ≤length]``."""
@@ -59,47 +66,52 @@ class History:
         return {name: data[i].tolist() for name, i in self._slot.items()}
 
 
-class RollingPool:
-    """Trailing window of ``length`` steps × ``N`` trajectories for the rolling normalisations (A4, A5)."""
+def ring_push(ring: torch.Tensor, slot: torch.Tensor, values: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
+    """The rolling pool ``ring`` ``[L, N]`` (a trailing window of ``L`` steps, A4, A5) with row ``slot`` (a
+    0-d tensor: step mod L) holding this step's ``values`` of the live trajectories, NaN elsewhere. A
+    non-finite value counts as not recorded: one bad row must not poison the pool."""
+    row = torch.where(live, values.nan_to_num(float("nan"), float("nan"), float("nan")), float("nan"))
+    return ring.index_copy(0, slot.view(1), row[None])
 
-    def __init__(self, length: int, num_trajectories: int, device):
-        self.length = length
-        self.ring = torch.full((length, num_trajectories), float("nan"), device=device)
 
-    def push(self, t: int, ids: torch.Tensor, values: torch.Tensor | None) -> None:
-        row = self.ring[t % self.length]
-        row.fill_(float("nan"))
-        if values is not None:  # a non-finite value counts as not recorded: one bad row must not poison the pool
-            row[ids] = values.nan_to_num(float("nan"), float("nan"), float("nan"))
+def ring_forget(ring: torch.Tensor, ids: torch.Tensor) -> None:
+    """Drop every recorded value of trajectories ``ids`` (they left the batch), in place between steps."""
+    ring[:, ids] = float("nan")
 
-    def copy_rows(self, dest: torch.Tensor, src: torch.Tensor) -> None:
-        """Importance-sampling resample: trajectory ``dest[j]`` inherits ``src[j]``'s recorded window."""
-        self.ring[:, dest] = self.ring[:, src]
 
-    def forget(self, ids: torch.Tensor) -> None:
-        """Drop every recorded value of trajectories ``ids`` (they left the batch)."""
-        self.ring[:, ids] = float("nan")
+def _ring_view(ring: torch.Tensor, slot: torch.Tensor, mode: str) -> torch.Tensor:
+    """The values each trajectory is normalised against: ``[L, N]`` (per trajectory), this step's ``[N]``
+    (cross-sectional) or all ``[L·N]`` (pooled)."""
+    if mode == "per_trajectory":
+        return ring
+    if mode == "cross_sectional":
+        return ring.index_select(0, slot.view(1))[0]
+    return ring.reshape(-1)
 
-    def _view(self, t: int, ids: torch.Tensor, mode: str) -> torch.Tensor:
-        """Values each active row is normalised against, as ``[L, n]`` (per trajectory) or ``[L·N]``."""
-        if mode == "per_trajectory":
-            return self.ring[:, ids]
-        if mode == "cross_sectional":
-            return self.ring[t % self.length, ids]
-        return self.ring.reshape(-1)  # pooled
 
-    def min_max(self, t: int, ids: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self._view(t, ids, mode)
-        low = x.nan_to_num(float("inf")).amin(0)
-        high = x.nan_to_num(float("-inf")).amax(0)
-        return low, high
+def ring_min_max(ring: torch.Tensor, slot: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    x = _ring_view(ring, slot, mode)
+    return x.nan_to_num(float("inf")).amin(0), x.nan_to_num(float("-inf")).amax(0)
 
-    def mean_std(self, t: int, ids: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and population standard deviation of the recorded values."""
-        x = self._view(t, ids, mode)
-        seen = ~torch.isnan(x)
-        count = seen.sum(0).clamp_min(1)
-        values = x.nan_to_num(0.0)
-        mean = values.sum(0) / count
-        var = (((values - mean) * seen) ** 2).sum(0) / count
-        return mean, var.sqrt()
+
+def ring_mean_std(ring: torch.Tensor, slot: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and population standard deviation of the recorded values."""
+    x = _ring_view(ring, slot, mode)
+    seen = ~torch.isnan(x)
+    count = seen.sum(0).clamp_min(1)
+    values = x.nan_to_num(0.0)
+    mean = values.sum(0) / count
+    var = (((values - mean) * seen) ** 2).sum(0) / count
+    return mean, var.sqrt()
+
+
+def recent(hist: torch.Tensor, current: torch.Tensor, t: torch.Tensor, length: int, at: int | None) -> torch.Tensor:
+    """The last ``length`` values of a recorded ``[N, T]`` signal up to step ``t``, this step's ``current``
+    last (it is recorded after the step). With the step's index on the host (``at``, eager) the window has
+    exactly min(t + 1, length) columns; without it (the compiled step) it has ``length``, NaN before step 0."""
+    if at is not None:
+        width = min(at + 1, length)
+        return torch.cat([hist[:, at + 1 - width: at], current[:, None]], 1)
+    cols = t - (length - 1) + torch.arange(length - 1, device=hist.device)
+    past = hist.index_select(1, cols.clamp_min(0)).masked_fill(cols < 0, float("nan"))
+    return torch.cat([past, current[:, None]], 1)

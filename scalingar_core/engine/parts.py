@@ -28,9 +28,9 @@ class FinalConfidence:
     """C of v3 §4.1.3 (v1 11) at the last step (v3 Algorithm 1's selection); zeros when nothing was observed."""
 
     def __call__(self, group, steps_done: int) -> torch.Tensor:
-        if group.state is None:
+        if group.state.profile is None:
             return torch.zeros(group.ids.shape[0], device=group.ids.device)
-        return group.state.c
+        return group.live(group.state.profile.c)
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class IntrinsicScore:
     kind: str
 
     def __call__(self, group, steps_done: int) -> torch.Tensor:
-        return baselines.intrinsic_score(group.state, self.kind, steps_done)
+        return group.live(baselines.intrinsic_score(group.state.profile, self.kind, steps_done))
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,9 @@ class RandomPrune:
         chosen = [i for i, v in enumerate(mask) if v]
         # the rows the gate condemned but chance spared start a fresh probation; otherwise they stay
         # condemned and the control removes one more row every step
-        group.gate.reset([v for v in victims if v not in chosen])
+        spared = [v for v in victims if v not in chosen]
+        if spared:
+            group.state.gate.reset(group.ids[spared])
         return chosen, reasons  # reasons follow the count, not the rows
 
 

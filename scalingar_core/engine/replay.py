@@ -3,48 +3,15 @@ real generation: no model, no profile. ``benchmarks/gate_budget.py`` and the gat
 the token budget each gate reading reaches."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from ..models.protocol import SamplingDefaults
-from .confidence import rebound
 from .config import RunConfig
 from .gate import REASONS
-from .history import RowState
 from .loop import run
 from .step import Group
 
 _CODES = {name: code for code, name in REASONS.items()}
-
-
-@dataclass
-class _State(RowState):
-    c: torch.Tensor
-    c_min: torch.Tensor
-    r: torch.Tensor
-
-
-
-class _Observer:
-    """Stands in for the confidence profile: C is read from the traces; C_min and R follow eq. 8 (12)."""
-
-    def __init__(self, traces: torch.Tensor, history):
-        self.traces, self.history = traces, history
-        n = traces.shape[0]
-        self.state = _State(*(torch.zeros(n, device=traces.device) for _ in range(3)))
-
-    def step(self, t, ids, cond, uncond, cfg_prev, temperature) -> _State:
-        st = self.state
-        c = self.traces[ids, t]
-        st.c = c
-        st.c_min = c if t == 0 else torch.minimum(st.c_min, c)
-        st.r = rebound(c, st.c_min, 1e-6)
-        self.history.record(t, ids, C=c)
-        return st
-
-    def forget(self, ids) -> None:
-        pass  # no rolling pools
 
 
 class _Session:
@@ -84,6 +51,6 @@ def replay(gate: dict | object, traces: torch.Tensor) -> dict[int, tuple[int, in
     config = RunConfig(strategy="scalingar", gate=gate, scheduler={"enabled": False},
                        sampling={"num_trajectories": n, "seed": 0})
     model = _TraceModel(steps, traces.device)
-    group = Group(model, None, config, observer=lambda g: _Observer(traces, g.history))
+    group = Group(model, None, config, given=traces)
     ((_, _),) = run(model, [group])
     return {i: (t, _CODES[why]) for i, (t, why) in group.removed.items()}

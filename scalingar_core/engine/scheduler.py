@@ -5,12 +5,20 @@ from __future__ import annotations
 import torch
 
 from .config import SchedulerConfig
-from .history import History
 
 
 def volatility(window: torch.Tensor, measure: str) -> torch.Tensor:
-    """Vol_t(I): population variance (or standard deviation, A9) of I over the recent window ``[n, L]``."""
-    var = window.var(dim=-1, unbiased=False) if window.shape[-1] > 1 else torch.zeros(window.shape[0], device=window.device)
+    """Vol_t(I): population variance (or standard deviation, A9) of I over the recent window ``[n, L]``.
+    A window that starts with NaN (the compiled step's, before step L − 1) counts its recorded values only."""
+    if window.shape[-1] == 1:
+        var = torch.zeros(window.shape[0], device=window.device)
+    elif torch.compiler.is_compiling():  # fixed width: the graph does not depend on the step
+        seen = ~torch.isnan(window)
+        count = seen.sum(-1)
+        mean = window.nan_to_num(0.0).sum(-1) / count
+        var = torch.where(seen, (window - mean[:, None]) ** 2, 0.0).sum(-1) / count
+    else:
+        var = window.var(dim=-1, unbiased=False)
     return var.sqrt() if measure == "std" else var
 
 
@@ -38,17 +46,10 @@ def cfg_update(previous: torch.Tensor, target: torch.Tensor, cfg: SchedulerConfi
     return torch.where(move.abs() < cfg.deadband, previous, proposal.clamp(low, high))
 
 
-class GuidanceScheduler:
-    """Moves each trajectory's CFG scale from condition utilisation, intrinsic volatility and rebound."""
-
-    def __init__(self, cfg: SchedulerConfig, base: float, history: History):
-        self.cfg = cfg
-        self.base = base
-        self.history = history
-
-    def step(self, t: int, ids: torch.Tensor, previous: torch.Tensor, d_hat: torch.Tensor,
-             r: torch.Tensor) -> torch.Tensor:
-        cfg = self.cfg
-        vol = volatility(self.history.window("I", ids, t, cfg.vol_window), cfg.vol_measure)
-        delta = cfg_adjustment(d_hat, vol, r, cfg.alpha, cfg.beta, cfg.gamma)
-        return cfg_update(previous, cfg_target(self.base, delta, cfg.form), cfg, self.base)
+def next_scale(cfg: SchedulerConfig, base: float, previous: torch.Tensor, d_hat: torch.Tensor, r: torch.Tensor,
+               i_window: torch.Tensor) -> torch.Tensor:
+    """Eq. 10 (v1 14–15): each trajectory's next CFG scale from condition utilisation D̂, the volatility of I
+    over ``i_window`` ``[N, L]`` (NaN entries not recorded) and the rebound R."""
+    vol = volatility(i_window, cfg.vol_measure)
+    return cfg_update(previous, cfg_target(base, cfg_adjustment(d_hat, vol, r, cfg.alpha, cfg.beta, cfg.gamma),
+                                           cfg.form), cfg, base)

@@ -22,13 +22,13 @@ from ..models.device import check_trajectories
 from ..models.protocol import ARModel
 from . import baselines
 from .compiled import engine_math
-from .confidence import ConfidenceProfile
+from .confidence import block_schedule
 from .config import RunConfig
-from .gate import HARD_FAIL, KEEP, REASONS, TerminationGate
+from .gate import HARD_FAIL, KEEP, REASONS, GateClock
 from .history import History
+from .kernel import NON_FINITE, EngineState, Plan
 from .parts import Strategy, compose
 from .sampling import stream_table
-from .scheduler import GuidanceScheduler
 from .token_signals import extra_signals
 from .trace import Trace
 
@@ -81,11 +81,10 @@ class GenerationResult:
 class Group:
     """One image being chosen: its condition, parts, and the state of its N trajectories.
 
-    ``observer(group)`` makes what replaces the confidence profile (the gate's replay feeds recorded C
-    through it)."""
+    ``given`` ``[N, T]`` C traces replace the confidence profile (the gate's replay)."""
 
     def __init__(self, model: ARModel, condition: Any, config: RunConfig, reward=None, observe: bool = True,
-                 callback=None, observer=None, key: Any = None, extra_signals: bool = False):
+                 callback=None, given: torch.Tensor | None = None, key: Any = None, extra_signals: bool = False):
         self.model, self.condition, self.config, self.callback, self.key = model, condition, config, callback, key
         self.parts: Strategy = compose(config, reward, observe, tuple(model.grid))
         self.s = Resolved.of(config, model, self.parts.single)
@@ -96,30 +95,32 @@ class Group:
         parts = self.parts
         self.observe = parts.observe
         self.extra_signals = extra_signals and self.observe  # the bench's signals beyond the paper's (NOT IN THE PAPER)
-        # the step's math compiles with the model's decode step (one switch: --compile, the node's toggle)
+        # the step compiles with the model's decode step (one switch: --compile, the node's toggle)
         self.math = engine_math(bool(getattr(model, "compile_decode", False)), getattr(model, "compile_backend",
                                                                                       "inductor"))
         # Upstream samples CFG <= 1 from the conditional rows alone. The unconditional rows stay when the
         # profile needs them (eq. 7 (9)'s KL) or the scheduler may raise the scale above 1.
         self.guided = self.observe or parts.schedule or self.s.cfg_scale > 1
         self.history = History(n, self.steps, self.device)
-        if observer is not None:
-            self.profile = observer(self)
-        elif self.observe:
-            self.profile = ConfidenceProfile(config.profile, model.grid, n, self.device, self.history, self.math)
-        else:
-            self.profile = None
-        self.gate = TerminationGate(config.gate, self.steps, n, self.device, self.history) if parts.gated else None
-        self.scheduler = GuidanceScheduler(config.scheduler, self.s.cfg_scale, self.history) if parts.schedule else None
-        self.ids = torch.arange(n, device=self.device)
-        self.cfg = torch.full((n,), float(self.s.cfg_scale), device=self.device)
+        observing = "given" if given is not None else ("profile" if self.observe else None)
+        gate = config.gate if parts.gated else None
+        self.plan = Plan(observing, config.profile, gate, GateClock.of(gate, self.steps) if gate else None,
+                         config.scheduler if parts.schedule else None, self.s.cfg_scale, self.s.temperature,
+                         self.s.top_k, self.s.top_p)
+        p = config.profile
+        self.blocks = (block_schedule(model.grid, p.block_size, p.min_fill, p.worst_fraction, self.device)
+                       if observing == "profile" else None)
+        self.given = given
+        self.state = EngineState.fresh(self.plan, n, self.blocks.count.shape[1] if self.blocks else 0, self.device)
+        self.ids = torch.arange(n, device=self.device)  # the live trajectories, in the order of the group's rows
         self.codes = torch.full((n, self.steps), -1, dtype=torch.long, device=self.device)
         self.removed: dict[int, tuple[int, str]] = {}
         self.events: list[dict] = []
         self.tokens = 0
         self.t = 0  # the next step
         self.uniforms = stream_table(config.sampling.seed, n, self.steps, self.device)  # [T, N], drawn once
-        self.state = None  # the profile's state after the latest step
+        self.clock = torch.arange(self.steps, device=self.device)  # step t as a device tensor: clock[t]
+        self._logits: tuple[torch.Tensor, torch.Tensor | None] | None = None  # [N, V] once rows have left
 
     @property
     def rows(self) -> int:
@@ -130,79 +131,87 @@ class Group:
     def done(self) -> bool:
         return self.t >= self.steps
 
+    def live(self, values: torch.Tensor) -> torch.Tensor:
+        """The live trajectories' entries of a ``[N]`` state tensor, in the order of the group's rows."""
+        return values.index_select(0, self.ids)
+
 
 def step(g: Group, cond: torch.Tensor, uncond: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One step of Algorithm 1 on the group's logits: ``cond`` ``[m, V]`` and ``uncond`` (None without
     guidance). Returns the tokens to feed next, already following the rows kept, and those rows (indices into
     the group's current rows; None = all kept, in order). Advances ``g.t``."""
-    t = g.t
-    m = g.ids.shape[0]
-    # Stage I: signals and state
-    state = g.profile.step(t, g.ids, cond, uncond, g.cfg, g.s.temperature) if g.profile is not None else None
-    g.state = state
-    # Stage II: per-trajectory guidance, then one token each
-    if g.scheduler is not None:
-        g.cfg = g.scheduler.step(t, g.ids, g.cfg, state.d_hat, state.r)
-    guided, tokens, logprob = g.math.guide_and_sample(cond, uncond, g.cfg, g.s.temperature, g.s.top_k, g.s.top_p,
-                                                      g.uniforms[t].index_select(0, g.ids))
-    recorded = {"cfg": g.cfg, "token_logprob": logprob} if g.observe else {"cfg": g.cfg}
+    t, before = g.t, g.ids
+    cond, uncond = _dense(g, cond, uncond)
+    hist = g.history
+    g.state, out = g.math.advance(g.plan, g.blocks, g.state, g.clock[t], cond, uncond, g.uniforms,
+                                  hist.buffers["C"], hist.buffers["I"], g.given, at=t)
+    hist.record_all(t, g.plan.records, out.records)  # one scatter for the step's records
     if g.extra_signals:
-        recorded.update(extra_signals(cond, uncond, guided, tokens, g.s.temperature))
-    g.history.record(t, g.ids, **recorded)  # one scatter for the step's records
-    g.codes[g.ids, t] = tokens
-    g.tokens += m
-    # Stage III: non-finite rows out, then threshold and pruning (or the baselines' resampling)
-    rows = _drop_nonfinite(g, t, state, guided)
-    if g.gate is not None:
-        rows = _then(rows, _prune(g, t, state))
+        extra = extra_signals(cond, uncond, out.guided, out.tokens, g.s.temperature)
+        hist.record(t, g.ids, **{k: g.live(v) for k, v in extra.items()})
+    g.codes[:, t] = torch.where(g.state.live, out.tokens, -1)
+    g.tokens += before.shape[0]
+    if g.plan.gate is not None and t >= g.plan.clock.warmup:
+        hist.threshold[t] = g.state.theta
+    leave = out.leave.tolist()  # the one read-back per step: which rows leave the batch
+    rows = _leave(g, t, leave) if any(leave) else None
     resample = g.parts.resample
     if resample is not None and t in resample.steps:
         rows = _then(rows, _resample(g, t, resample.score))
     if g.callback is not None:
-        g.callback(StepEvent(t, g.steps, lambda t=t, state=state: _snapshot(g, t, state)))
+        g.callback(StepEvent(t, g.steps, lambda t=t: _snapshot(g, t)))
     g.t = t + 1
-    return (tokens if rows is None else tokens.index_select(0, rows)), rows
+    return out.tokens.index_select(0, before if rows is None else before.index_select(0, rows)), rows
 
 
-def _prune(g: Group, t: int, state) -> torch.Tensor | None:
-    gate = g.gate
-    if t == g.steps - 1 or g.ids.shape[0] <= gate.cfg.min_survivors:
-        gate.update_threshold(t, g.ids, state.c)  # θ stays in the trace; nobody can leave
-        return None
-    reason = gate.decide(t, g.ids, state.c, state.c_min, state.r)
-    if t < gate.protect:
-        return None
-    reasons = reason.tolist()  # the one read-back per step: which rows leave the batch
-    victims = [i for i, r in enumerate(reasons) if r != KEEP]
-    if not victims:
-        return None
-    victims, why = g.parts.prune.choose(g, t, victims, [reasons[v] for v in victims])
+def _dense(g: Group, cond: torch.Tensor, uncond: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The step's logits as ``[N, V]`` rows indexed by trajectory: removed trajectories' rows hold zeros."""
+    if not g.removed:
+        return cond, uncond  # every trajectory is live, in order
+    if g._logits is None:
+        n, v = g.s.num_trajectories, cond.shape[1]
+        g._logits = (cond.new_zeros(n, v), None if uncond is None else uncond.new_zeros(n, v))
+    dense_c, dense_u = g._logits
+    dense_c.index_copy_(0, g.ids, cond)
+    if uncond is not None:
+        dense_u.index_copy_(0, g.ids, uncond)
+    return dense_c, dense_u
+
+
+def _leave(g: Group, t: int, leave: list[int]) -> torch.Tensor | None:
+    """Remove the rows ``leave`` names: non-finite ones first, whatever the survivors guard says; then the
+    gate's, as the strategy's prune part chooses. Returns the rows kept."""
     ids = g.ids.tolist()
-    for v, r in zip(victims, why):
+    bad = [i for i, j in enumerate(ids) if leave[j] == NON_FINITE]
+    rows = None
+    if bad:
+        if len(bad) == len(ids):
+            raise NonFiniteError(_nonfinite_message(g, t, len(ids)))
+        g.events.append({"step": t, "type": "non_finite", "trajectories": [ids[i] for i in bad]})
+        rows = _remove(g, t, bad, [HARD_FAIL] * len(bad))
+        ids = g.ids.tolist()
+    victims = [i for i, j in enumerate(ids) if leave[j] not in (KEEP, NON_FINITE)]
+    if victims:
+        victims, why = g.parts.prune.choose(g, t, victims, [leave[ids[v]] for v in victims])
+        if victims:
+            rows = _then(rows, _remove(g, t, victims, why))
+    return rows
+
+
+def _remove(g: Group, t: int, rows: list[int], reasons: list[int]) -> torch.Tensor:
+    """Rows ``rows`` (indices into the group's current rows) leave for ``reasons``; their values leave the
+    rolling normalisations at once. Returns the rows kept."""
+    ids = g.ids.tolist()
+    for v, r in zip(rows, reasons):
         g.removed[ids[v]] = (t, REASONS[r])
-    g.profile.forget(g.ids[victims])  # their values leave the rolling normalisations now
-    gone = set(victims)
-    return _keep(g, torch.tensor([i for i in range(len(ids)) if i not in gone], device=g.device))
-
-
-def _drop_nonfinite(g: Group, t: int, state, guided: torch.Tensor) -> torch.Tensor | None:
-    """A trajectory whose logits turned NaN or infinite (fp16 overflow, a bad weight) leaves at once as a
-    hard fail, before the gate and whatever its survivors guard says: its C means nothing, so it must
-    never be selected, resampled or kept waiting for a recovery. Every strategy runs this check."""
-    ok = finite_rows(state.c if state is not None else None, guided)
-    if bool(ok.all()):  # one scalar read-back per step
-        return None
-    ok = ok.tolist()
-    ids = g.ids.tolist()
-    bad = [ids[i] for i, good in enumerate(ok) if not good]
-    if len(bad) == len(ids):
-        raise NonFiniteError(_nonfinite_message(g, t, len(ids)))
-    for i in bad:
-        g.removed[i] = (t, REASONS[HARD_FAIL])
-    if g.profile is not None:  # their values leave the rolling normalisations now, as the gate's victims'
-        g.profile.forget(torch.tensor(bad, device=g.device))
-    g.events.append({"step": t, "type": "non_finite", "trajectories": bad})
-    return _keep(g, torch.tensor([i for i, good in enumerate(ok) if good], device=g.device))
+    gone = set(rows)
+    kept = torch.tensor([i for i in range(len(ids)) if i not in gone], device=g.device)
+    dead = torch.tensor([ids[v] for v in rows], device=g.device)
+    g.state.live[dead] = False
+    if g.state.profile is not None:
+        g.state.profile.forget(dead)
+    g.ids = g.ids.index_select(0, kept)
+    return kept
 
 
 def _nonfinite_message(g: Group, t: int, remaining: int) -> str:
@@ -223,28 +232,19 @@ def _resample(g: Group, t: int, score: Callable) -> torch.Tensor:
     g.history.copy_rows(g.ids, src, t)
     g.codes[g.ids, : t + 1] = g.codes[src, : t + 1]  # advanced indexing already copies
     g.events.append({"step": t, "type": "resample", "parents": src.tolist(), "scores": scores.tolist()})
-    if g.profile is not None:
-        g.profile.state.keep(parents)
-        g.profile.copy_pools(g.ids, src)
-    g.cfg = g.cfg.index_select(0, parents)
+    if g.state.profile is not None:
+        g.state.profile.copy_rows(g.ids, src)
+    g.state.cfg[g.ids] = g.state.cfg[src]
     return parents  # ids stay the slots 0..N-1; each slot now continues its parent's prefix
 
 
-def _keep(g: Group, rows: torch.Tensor) -> torch.Tensor:
-    g.ids = g.ids.index_select(0, rows)
-    g.cfg = g.cfg.index_select(0, rows)
-    for part in (g.profile, g.gate):
-        if part is not None:
-            part.state.keep(rows)
-    return rows
-
-
-def _snapshot(g: Group, t: int, state) -> dict:
-    theta = float(g.history.threshold[t]) if g.gate is not None else float("nan")
+def _snapshot(g: Group, t: int) -> dict:
+    theta = float(g.history.threshold[t]) if g.plan.gate is not None else float("nan")
+    profile = g.state.profile
     return {
         "step": t, "total": g.steps, "num_trajectories": g.s.num_trajectories, "ids": g.ids.tolist(),
-        "C": state.c.tolist() if state is not None else [],
-        "cfg": g.cfg.tolist(),
+        "C": g.live(profile.c).tolist() if profile is not None else [],
+        "cfg": g.live(g.state.cfg).tolist(),
         "theta": None if theta != theta else theta,
         "removed": [{"index": i, "step": s, "reason": r} for i, (s, r) in sorted(g.removed.items())],
     }
@@ -280,9 +280,9 @@ def _config_record(g: Group) -> dict:
         "model": getattr(g.model, "name", type(g.model).__name__),
         "num_trajectories": g.s.num_trajectories, "temperature": g.s.temperature, "top_k": g.s.top_k,
         "top_p": g.s.top_p, "cfg_scale": g.s.cfg_scale, "steps": g.steps,
-        "warmup_steps": g.gate.warmup if g.gate else None,
-        "protection_steps": g.gate.protect if g.gate else None,
-        "profile": g.observe, "gate": g.gate is not None, "scheduler": g.scheduler is not None,
+        "warmup_steps": g.plan.clock.warmup if g.plan.clock else None,
+        "protection_steps": g.plan.clock.protect if g.plan.clock else None,
+        "profile": g.observe, "gate": g.plan.gate is not None, "scheduler": g.plan.scheduler is not None,
         "is_steps": sorted(resample.steps) if resample else [],
     }
     return record

@@ -1,0 +1,121 @@
+"""One step of v3 Algorithm 1 as one pure function over a group's state on the model's device.
+
+:func:`advance` maps ``(state, conditional logits, unconditional logits, uniforms)`` to ``(state, tokens,
+what leaves)``. The state is a small dataclass of ``[N]`` tensors indexed by trajectory: rows never move, a
+``live`` mask says which still decode, so one group keeps one shape from its first step to its last and the
+compiled step is one graph per group size. The step index is a 0-d tensor; the eager step also gets it on the
+host (``at``) where a host integer gives a shorter computation (the worst-block count, the early volatility
+windows). Nothing here reads a value back to the host: the caller reads ``leave`` once per step.
+
+(I) signals and state (eqs. 5–8 (v1 5–12)); (II) per-trajectory CFG (eq. 10 (v1 14–15)) and one token
+each; (III) non-finite rows out, then θ and the gate (eq. 9 (13)). What a strategy does besides is chosen by
+its parts (:mod:`.parts`) on the host.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .confidence import PROFILE_RECORDS, BlockSchedule, ProfileState, given_step, profile_step
+from .config import GateConfig, ProfileConfig, SchedulerConfig
+from .gate import HARD_FAIL, KEEP, GateClock, GateState, gate_step
+from .history import recent
+from .sampling import guided_logits, sample_tokens
+from .scheduler import next_scale
+
+NON_FINITE = 3  # a leave code beside the gate's KEEP, BASIN and HARD_FAIL: the row's logits are not finite
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a group's step computes: fixed for its whole run (the compiled graph's constants)."""
+
+    observe: str | None  # "profile" (eqs. 5–8), "given" (C from traces: the gate's replay) or None
+    profile: ProfileConfig
+    gate: GateConfig | None
+    clock: GateClock | None
+    scheduler: SchedulerConfig | None
+    base_scale: float
+    temperature: float
+    top_k: int
+    top_p: float
+
+    @property
+    def records(self) -> tuple[str, ...]:
+        """The names of :func:`advance`'s ``records``, in order."""
+        observed = {"profile": PROFILE_RECORDS, "given": ("C",)}.get(self.observe, ())
+        return (*observed, "cfg", *(("token_logprob",) if self.observe else ()))
+
+
+@dataclass
+class EngineState:
+    """A group's state: ``[N]`` rows indexed by trajectory."""
+
+    live: torch.Tensor  # [N] bool: still decoding
+    cfg: torch.Tensor  # [N] each trajectory's CFG scale (eq. 10 (15))
+    profile: ProfileState | None  # eqs. 5–8 (v1 5–12); C, C_min and R alone when C is given
+    gate: GateState | None
+    theta: torch.Tensor  # 0-d, eq. 9 (13); NaN before the warm-up ends
+
+    @classmethod
+    def fresh(cls, plan: Plan, n: int, num_blocks: int, device) -> "EngineState":
+        profile = (ProfileState.empty(n, num_blocks, plan.profile.roll_window, device)
+                   if plan.observe is not None else None)
+        return cls(torch.ones(n, dtype=torch.bool, device=device), torch.full((n,), float(plan.base_scale),
+                                                                                device=device),
+                   profile, GateState.fresh(n, device) if plan.gate is not None else None,
+                   torch.tensor(float("nan"), device=device))
+
+
+@dataclass
+class StepOut:
+    tokens: torch.Tensor  # [N] one token per trajectory (a removed one's is meaningless)
+    guided: torch.Tensor  # [N, V] the logits the tokens were drawn from (before filtering)
+    records: torch.Tensor  # [k, N] the values of ``plan.records``, NaN where the row is not live
+    leave: torch.Tensor  # [N] long: KEEP, the gate's BASIN or HARD_FAIL, or NON_FINITE
+
+
+def advance(plan: Plan, blocks: BlockSchedule | None, st: EngineState, t: torch.Tensor, cond: torch.Tensor,
+            uncond: torch.Tensor | None, uniforms: torch.Tensor, c_hist: torch.Tensor, i_hist: torch.Tensor,
+            given: torch.Tensor | None, at: int | None) -> tuple[EngineState, StepOut]:
+    """One step of Algorithm 1 for one group. ``cond``/``uncond`` ``[N, V]`` (rows of removed trajectories
+    hold anything), ``uniforms`` ``[T, N]`` the group's random streams, ``c_hist``/``i_hist`` ``[N, T]`` C and
+    I recorded so far (the gate's and the scheduler's windows), ``given`` C traces when ``plan.observe`` is
+    "given"."""
+    live, profile = st.live, st.profile
+    # Stage I: signals and state
+    records: list[torch.Tensor] = []
+    if plan.observe == "profile":
+        profile, records = profile_step(plan.profile, blocks, profile, t, at, cond, uncond, st.cfg, live,
+                                        plan.temperature)
+    elif plan.observe == "given":
+        profile = given_step(given, profile, t)
+        records = [profile.c]
+    # Stage II: per-trajectory guidance, then one token each
+    cfg = st.cfg
+    if plan.scheduler is not None:
+        window = recent(i_hist, profile.intrinsic, t, plan.scheduler.vol_window, at)
+        cfg = next_scale(plan.scheduler, plan.base_scale, cfg, profile.d_hat, profile.r, window)
+    guided = cond if uncond is None else guided_logits(cond, uncond, cfg)
+    u = uniforms.index_select(0, t.view(1))[0]
+    tokens, logprob = sample_tokens(guided, plan.temperature, plan.top_k, plan.top_p, u)
+    records += [cfg, logprob] if plan.observe else [cfg]
+    # Stage III: non-finite rows out, then θ and the gate
+    finite = torch.isfinite(profile.c) if profile is not None else torch.isfinite(torch.logsumexp(guided, -1))
+    leave = torch.where(live & ~finite, NON_FINITE, KEEP)
+    gate, theta = st.gate, st.theta
+    if plan.gate is not None:
+        alive = live & finite
+        decides = (t < plan.clock.steps - 1) & (alive.sum() > plan.gate.min_survivors)
+        recent_c = torch.where(alive[:, None], recent(c_hist, profile.c, t, plan.gate.update_interval, at),
+                               float("nan"))
+        gate, theta, reason = gate_step(plan.gate, plan.clock, gate, theta, t, profile.c, profile.c_min, profile.r,
+                                        alive, decides, recent_c, c_hist, at)
+        leave = torch.where(reason != KEEP, reason, leave)
+    stacked = torch.where(live, torch.stack(records), float("nan"))
+    return (EngineState(live, cfg, profile, gate, theta),
+            StepOut(tokens, guided, stacked, leave))
+
+
+__all__ = ["HARD_FAIL", "NON_FINITE", "EngineState", "Plan", "StepOut", "advance"]
