@@ -54,6 +54,21 @@ def test_reference_model_every_strategy_alone_lockstep_and_admitted_mid_flight()
     assert any(removed for _, removed, _, _ in alone), "the gate must prune for the test to mean something"
 
 
+def test_groups_with_one_plan_share_one_engine_step_and_decide_as_alone():
+    """Groups that join together with the same settings (seeds and prompts may differ) form one cohort: one
+    [G, N] state and one engine step for all, each group with its own θ, pools, guard and streams."""
+    model = ReferenceModel(vocab_size=32, grid=(6, 6))
+    jobs = [(model.encode(f"prompt {i}"), _config(s, seed, 5, SHORT_GATE))
+            for i, (s, seed) in enumerate([("scalingar", 1), ("scalingar", 2), ("scalingar", 3), ("best_of_n", 4),
+                                           ("best_of_n", 5)])]
+    groups = [Group(model, c, k, key=i) for i, (c, k) in enumerate(jobs)]
+    list(run(model, groups))
+    assert [len(g.cohort.groups) for g in groups] == [3, 3, 3, 2, 2]
+    alone = _check_same(model, jobs, [None])
+    assert len({removed_at for _, removed, _, _ in alone[:3] for removed_at in removed.values()}) > 1, \
+        "the groups must prune at different steps for the test to mean something"
+
+
 def test_admission_happens_mid_flight_and_in_order():
     model = ReferenceModel(vocab_size=32, grid=(6, 6))
     jobs = [(model.encode("a"), _config("scalingar", seed, 4, SHORT_GATE)) for seed in range(5)]
@@ -136,6 +151,15 @@ def test_compiled_engine_step_is_one_graph_through_pruning_and_decides_as_eager(
     assert torch.equal(compiled.codes, eager.codes) and compiled.selected == eager.selected
     assert removals(compiled) == removals(eager)
     assert torch.equal(again.codes, compiled.codes)
+    # three groups of one plan: one more graph, for their [3, N] cohort
+    conds = [model.encode(f"compiled {i}") for i in range(3)]
+    configs = [_config("scalingar", seed, 4, SHORT_GATE) for seed in range(3)]
+    together = generate_batch(model, conds, configs, decode_all=False)
+    assert dynamo_utils.counters["stats"]["unique_graphs"] == 2
+    model.compile_decode = False
+    for cond, config, result in zip(conds, configs, together):
+        alone = generate(model, cond, config, decode_all=False)
+        assert torch.equal(result.codes, alone.codes) and removals(result) == removals(alone)
 
 
 def test_a_model_whose_sessions_cannot_admit_runs_one_image_per_session():

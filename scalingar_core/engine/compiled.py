@@ -8,7 +8,6 @@ differently in the last bits. A seed still gives the same result run after run.
 """
 from __future__ import annotations
 
-
 import torch
 
 from .kernel import advance

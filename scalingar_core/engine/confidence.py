@@ -36,9 +36,9 @@ def entropy_and_margin(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     ``logits`` ``[n, V]`` fp32 (already guided and divided by the temperature) over the full vocabulary."""
     logits = logits.clamp_min(-1e4)  # masked (−inf) tokens: p = 0 and a finite logit, so 0·ℓ = 0
     top2 = logits.topk(2, dim=-1).values  # a tie for the top gives margin 0
-    e, z, lse = _unnormalised(logits, top2[:, :1])
+    e, z, lse = _unnormalised(logits, top2[..., :1])
     entropy = lse - torch.linalg.vecdot(e, logits) / z  # −Σ p log p = logsumexp ℓ − Σ p ℓ
-    margin = torch.exp(top2[:, 0] - lse) - torch.exp(top2[:, 1] - lse)
+    margin = torch.exp(top2[..., 0] - lse) - torch.exp(top2[..., 1] - lse)
     return entropy / math.log(logits.shape[-1]), margin, lse
 
 
@@ -114,7 +114,7 @@ def worst_block_entropy(block_sum: torch.Tensor, count: torch.Tensor, eligible: 
     compiled step: a fixed-width sum, so the graph does not depend on the step)."""
     means = (block_sum / count.clamp_min(1.0)).masked_fill(~eligible, float("-inf"))
     if isinstance(k, int):
-        return means.topk(k, dim=-1).values.mean(-1) if k else torch.full_like(means[:, 0], float("nan"))
+        return means.topk(k, dim=-1).values.mean(-1) if k else torch.full_like(means[..., 0], float("nan"))
     top = means.sort(dim=-1, descending=True).values
     taken = torch.arange(means.shape[-1], device=means.device) < k
     return torch.where(taken, top, 0.0).sum(-1) / k  # 0 / 0 = NaN when k = 0
@@ -221,11 +221,12 @@ class ProfileState:
     kl_ring: torch.Tensor  # [L, n] rolling pool of K, eq. 7 (9)
 
     @classmethod
-    def empty(cls, n: int, num_blocks: int, window: int, device) -> "ProfileState":
-        z = torch.zeros(n, device=device)
-        ring = torch.full((window, n), float("nan"), device=device)
+    def empty(cls, shape: tuple[int, ...], num_blocks: int, window: int, device) -> "ProfileState":
+        """The state of ``shape`` = (groups, trajectories) or (trajectories,) before the first step."""
+        z = torch.zeros(shape, device=device)
+        ring = torch.full((*shape[:-1], window, shape[-1]), float("nan"), device=device)
         return cls(z, z.clone(), z.clone(), z.clone(), z.clone(), z.clone(),
-                   torch.zeros(n, num_blocks, device=device), z.clone(), z.clone(), ring, ring.clone())
+                   torch.zeros(*shape, num_blocks, device=device), z.clone(), z.clone(), ring, ring.clone())
 
     def copy_rows(self, dest: torch.Tensor, src: torch.Tensor) -> None:
         """Importance-sampling resample: trajectory ``dest[j]`` inherits ``src[j]``'s state and pools."""
@@ -264,7 +265,7 @@ def profile_step(cfg: ProfileConfig, blocks: BlockSchedule, st: ProfileState, t:
     s_tok = torch.where(first, c_tok, ema(st.s_tok, c_tok, cfg.lambda_tok))  # eq. 5 (6)
     # eq. 6 (7): this position's entropy joins its block, then the worst eligible blocks
     cell, count, eligible, k = blocks.at(t)
-    block_sum = torch.where(cell, st.block_sum + h_norm[:, None], st.block_sum)
+    block_sum = torch.where(cell, st.block_sum + h_norm[..., None], st.block_sum)
     worst = worst_block_entropy(block_sum, count, eligible, blocks.worst[at] if at is not None else k)
     slot = t % cfg.roll_window
     worst_ring = ring_push(st.worst_ring, slot, worst, live)  # NaN ("not yet defined") records nothing
@@ -283,6 +284,6 @@ def profile_step(cfg: ProfileConfig, blocks: BlockSchedule, st: ProfileState, t:
 def given_step(given: torch.Tensor, st: ProfileState, t: torch.Tensor) -> ProfileState:
     """C read from recorded or synthetic traces ``given`` ``[N, T]`` instead of the profile (the gate's
     replay); C_min and R follow eq. 8 (12)."""
-    c = given.index_select(1, t.view(1))[:, 0]
+    c = given.index_select(-1, t.view(1))[..., 0]
     c_min = torch.where(t == 0, c, torch.minimum(st.c_min, c))
     return replace(st, c=c, c_min=c_min, r=rebound(c, c_min, 1e-6))

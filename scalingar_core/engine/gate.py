@@ -29,9 +29,9 @@ def steps_from_fraction(fraction: float, total: int) -> int:
 
 
 def quantile(values: torch.Tensor, p: float) -> torch.Tensor:
-    """Eq. 9 (13)'s Quantile_p over the finite entries (linear interpolation, as numpy's default)."""
-    values = values.reshape(-1)
-    return torch.nanquantile(values.float(), p)
+    """Eq. 9 (13)'s Quantile_p over the non-NaN entries of each group (``values`` ``[G, ...]`` → ``[G]``;
+    linear interpolation, as numpy's default)."""
+    return torch.nanquantile(values.flatten(1).float(), p, dim=1)
 
 
 def threshold_update(theta: torch.Tensor, q: torch.Tensor, rate: float) -> torch.Tensor:
@@ -53,8 +53,7 @@ def guard_survivors(kill: torch.Tensor, c: torch.Tensor, min_survivors: int,
     if live is not None:
         rank_key = torch.where(live, rank_key, float("-inf"))  # rows already gone rescue nobody
     order = torch.argsort(rank_key, descending=True, stable=True)
-    rescued = torch.zeros_like(kill)
-    rescued[order[:min_survivors]] = True
+    rescued = torch.zeros_like(kill).scatter(-1, order[..., :min_survivors], True)
     return kill & ~rescued
 
 
@@ -68,10 +67,11 @@ class GateState(RowState):
     flag_min: torch.Tensor  # [n] lowest C since probation began (recovery_reference='min_since_flag')
 
     @classmethod
-    def fresh(cls, n: int, device) -> "GateState":
+    def fresh(cls, shape: int | tuple[int, ...], device) -> "GateState":
+        shape = (shape,) if isinstance(shape, int) else shape
         long = dict(dtype=torch.long, device=device)
-        return cls(torch.full((n,), -1, **long), torch.full((n,), _NEVER, **long), torch.zeros(n, device=device),
-                   torch.zeros(n, device=device))
+        return cls(torch.full(shape, -1, **long), torch.full(shape, _NEVER, **long), torch.zeros(shape, device=device),
+                   torch.zeros(shape, device=device))
 
     def reset(self, ids: torch.Tensor) -> None:
         """End the probation of trajectories ``ids`` (in place, between steps)."""
@@ -104,7 +104,7 @@ def next_threshold(cfg: GateConfig, clock: GateClock, theta: torch.Tensor, t: to
         return theta
     if at is None or at == clock.warmup:
         if cfg.theta_init == "warmup_pool" and clock.warmup > 0:
-            before = torch.arange(c_hist.shape[1], device=c_hist.device) < t
+            before = torch.arange(c_hist.shape[-1], device=c_hist.device) < t
             initial = quantile(torch.where(before, c_hist, float("nan")), cfg.quantile)
         else:
             initial = quantile(c, cfg.quantile)
@@ -162,21 +162,21 @@ def gate_step(cfg: GateConfig, clock: GateClock, st: GateState, theta: torch.Ten
               c: torch.Tensor, c_min: torch.Tensor, r: torch.Tensor, live: torch.Tensor, decides: torch.Tensor,
               recent_c: torch.Tensor, c_hist: torch.Tensor, at: int | None = None
               ) -> tuple[GateState, torch.Tensor, torch.Tensor]:
-    """One step of the gate over a group's rows: the new probation state, θ, and each row's reason (KEEP,
-    BASIN or HARD_FAIL). ``live``: rows still decoding; ``decides``: whether the gate may remove rows at
-    this step at all (not the last step, more than ``min_survivors`` live). Before H_prot, and when it does
-    not decide, θ still follows its schedule and probation stands still. ``at``: as in
-    :func:`next_threshold`."""
+    """One step of the gate over G groups' rows ``[G, N]``: the new probation state, θ ``[G]``, and each
+    row's reason (KEEP, BASIN or HARD_FAIL). ``live``: rows still decoding; ``decides`` ``[G]``: whether the
+    gate may remove rows of the group at this step at all (not the last step, more than ``min_survivors``
+    live). Before H_prot, and when it does not decide, θ still follows its schedule and probation stands
+    still. ``at``: as in :func:`next_threshold`."""
     theta = next_threshold(cfg, clock, theta, t, torch.where(live, c, float("nan")), recent_c, c_hist, at)
     if at is not None and at < clock.protect:
         return st, theta, torch.zeros_like(st.flag_start)
     # relative floor uses θ, which is NaN before warm-up ends: comparisons with NaN are False
-    floor = cfg.hard_fail * theta if cfg.hard_fail_mode == "relative" else cfg.hard_fail
+    floor = cfg.hard_fail * theta[..., None] if cfg.hard_fail_mode == "relative" else cfg.hard_fail
     hard = c < floor
-    acts = decides & (t >= clock.protect)
+    acts = decides[..., None] & (t >= clock.protect)
     reason = torch.where(hard, HARD_FAIL, KEEP)
     if at is None or at >= clock.warmup:  # probation runs once θ exists
-        advanced, basin = probation(cfg, st, t, c, c_min, r, (c < theta) & ~hard)
+        advanced, basin = probation(cfg, st, t, c, c_min, r, (c < theta[..., None]) & ~hard)
         moves = acts & (t >= clock.warmup)
         st = GateState(*(torch.where(moves, new, old) for new, old in zip(astuple_shallow(advanced),
                                                                           astuple_shallow(st))))
@@ -212,11 +212,14 @@ class TerminationGate:
         live = torch.ones_like(c, dtype=torch.bool)
         c_hist = self.history.buffers["C"]
         recent_c = recent(c_hist.index_select(0, ids), c, step, self.cfg.update_interval, t)
-        self.state, self.theta, reason = gate_step(self.cfg, self.clock, self.state, self.theta, step, c, c_min, r,
-                                                   live, torch.tensor(True), recent_c, c_hist, t)
+        one = lambda x: x[None]  # noqa: E731  (a group of one)
+        state = GateState(*map(one, astuple_shallow(self.state)))
+        state, theta, reason = gate_step(self.cfg, self.clock, state, one(self.theta), step, one(c), one(c_min),
+                                         one(r), one(live), torch.tensor([True]), one(recent_c), one(c_hist), t)
+        self.state, self.theta = GateState(*(x[0] for x in astuple_shallow(state))), theta[0]
         if t >= self.warmup:
             self.history.threshold[t] = self.theta
-        return reason
+        return reason[0]
 
 
 def tokens_spent(removed: dict[int, tuple[int, int]], n: int, steps: int) -> int:

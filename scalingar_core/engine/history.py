@@ -30,13 +30,20 @@ class History:
 
     They are slices of one ``[names, N, T]`` tensor, so a step records all its values with one scatter."""
 
-    def __init__(self, num_trajectories: int, steps: int, device):
+    def __init__(self, num_trajectories: int, steps: int, device, data: torch.Tensor | None = None,
+                 threshold: torch.Tensor | None = None):
         names = TRACE_SIGNALS + TRACE_STATE
-        self.data = torch.full((len(names), num_trajectories, steps), float("nan"), device=device)
+        if data is None:  # else a view of a cohort's [G, names, N, T] buffers
+            data = torch.full((len(names), num_trajectories, steps), float("nan"), device=device)
+            threshold = torch.full((steps,), float("nan"), device=device)
+        self.data, self.threshold = data, threshold
         self.buffers = {name: self.data[i] for i, name in enumerate(names)}
         self._slot = {name: i for i, name in enumerate(names)}
         self._rows: dict[tuple[str, ...], torch.Tensor] = {}  # name tuple -> [k, 1] index, made once
-        self.threshold = torch.full((steps,), float("nan"), device=device)
+
+    def slot(self, name: str) -> int:
+        """The index of ``name`` in :attr:`data`."""
+        return self._slot[name]
 
     def rows(self, names: tuple[str, ...]) -> torch.Tensor:
         """The ``[k, 1]`` index of ``names`` in :attr:`data` (made once per tuple)."""
@@ -48,10 +55,6 @@ class History:
     def record(self, t: int, ids: torch.Tensor, **values: torch.Tensor) -> None:
         """Write each named ``[n]`` value of the active rows ``ids`` at step ``t``."""
         self.data[:, :, t][self.rows(tuple(values)), ids] = torch.stack(list(values.values()))
-
-    def record_all(self, t: int, names: tuple[str, ...], values: torch.Tensor) -> None:
-        """Write ``values`` ``[k, N]`` of ``names`` for every trajectory (NaN where it is not live) at step ``t``."""
-        self.data[:, :, t].index_copy_(0, self.rows(names)[:, 0], values)
 
     def window(self, name: str, ids: torch.Tensor, t: int, length: int) -> torch.Tensor:
         """The last ``length`` recorded values up to step ``t`` for the active rows: ``[n, ≤length]``."""
@@ -67,42 +70,47 @@ class History:
 
 
 def ring_push(ring: torch.Tensor, slot: torch.Tensor, values: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
-    """The rolling pool ``ring`` ``[L, N]`` (a trailing window of ``L`` steps, A4, A5) with row ``slot`` (a
-    0-d tensor: step mod L) holding this step's ``values`` of the live trajectories, NaN elsewhere. A
-    non-finite value counts as not recorded: one bad row must not poison the pool."""
+    """The rolling pools ``ring`` ``[G, L, N]`` (a trailing window of ``L`` steps of each group's N
+    trajectories, A4, A5) with row ``slot`` (a 0-d tensor: step mod L) holding this step's ``values``
+    ``[G, N]`` of the live trajectories, NaN elsewhere. A non-finite value counts as not recorded: one bad
+    row must not poison the pool."""
     row = torch.where(live, values.nan_to_num(float("nan"), float("nan"), float("nan")), float("nan"))
-    return ring.index_copy(0, slot.view(1), row[None])
+    return ring.index_copy(-2, slot.view(1), row[..., None, :])
 
 
 def ring_forget(ring: torch.Tensor, ids: torch.Tensor) -> None:
     """Drop every recorded value of trajectories ``ids`` (they left the batch), in place between steps."""
-    ring[:, ids] = float("nan")
+    ring[..., ids] = float("nan")
 
 
-def _ring_view(ring: torch.Tensor, slot: torch.Tensor, mode: str) -> torch.Tensor:
-    """The values each trajectory is normalised against: ``[L, N]`` (per trajectory), this step's ``[N]``
-    (cross-sectional) or all ``[L·N]`` (pooled)."""
+def _ring_view(ring: torch.Tensor, slot: torch.Tensor, mode: str) -> tuple[torch.Tensor, int]:
+    """The values each trajectory is normalised against, and the dimension to reduce: ``[G, L, N]`` over
+    the steps (per trajectory), this step's ``[G, 1, N]`` over the trajectories (cross-sectional), or all
+    ``[G, 1, L·N]`` (pooled). Statistics keep the reduced dimension, then drop the middle one: ``[G, N]``
+    or ``[G, 1]``."""
     if mode == "per_trajectory":
-        return ring
+        return ring, -2
     if mode == "cross_sectional":
-        return ring.index_select(0, slot.view(1))[0]
-    return ring.reshape(-1)
+        return ring.index_select(-2, slot.view(1)), -1
+    return ring.flatten(-2)[..., None, :], -1
 
 
 def ring_min_max(ring: torch.Tensor, slot: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
-    x = _ring_view(ring, slot, mode)
-    return x.nan_to_num(float("inf")).amin(0), x.nan_to_num(float("-inf")).amax(0)
+    x, dim = _ring_view(ring, slot, mode)
+    low = x.nan_to_num(float("inf")).amin(dim, keepdim=True)
+    high = x.nan_to_num(float("-inf")).amax(dim, keepdim=True)
+    return low.squeeze(-2), high.squeeze(-2)
 
 
 def ring_mean_std(ring: torch.Tensor, slot: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and population standard deviation of the recorded values."""
-    x = _ring_view(ring, slot, mode)
+    x, dim = _ring_view(ring, slot, mode)
     seen = ~torch.isnan(x)
-    count = seen.sum(0).clamp_min(1)
+    count = seen.sum(dim, keepdim=True).clamp_min(1)
     values = x.nan_to_num(0.0)
-    mean = values.sum(0) / count
-    var = (((values - mean) * seen) ** 2).sum(0) / count
-    return mean, var.sqrt()
+    mean = values.sum(dim, keepdim=True) / count
+    var = (((values - mean) * seen) ** 2).sum(dim, keepdim=True) / count
+    return mean.squeeze(-2), var.sqrt().squeeze(-2)
 
 
 def recent(hist: torch.Tensor, current: torch.Tensor, t: torch.Tensor, length: int, at: int | None) -> torch.Tensor:
@@ -111,7 +119,7 @@ def recent(hist: torch.Tensor, current: torch.Tensor, t: torch.Tensor, length: i
     exactly min(t + 1, length) columns; without it (the compiled step) it has ``length``, NaN before step 0."""
     if at is not None:
         width = min(at + 1, length)
-        return torch.cat([hist[:, at + 1 - width: at], current[:, None]], 1)
+        return torch.cat([hist[..., at + 1 - width: at], current[..., None]], -1)
     cols = t - (length - 1) + torch.arange(length - 1, device=hist.device)
-    past = hist.index_select(1, cols.clamp_min(0)).masked_fill(cols < 0, float("nan"))
-    return torch.cat([past, current[:, None]], 1)
+    past = hist.index_select(-1, cols.clamp_min(0)).masked_fill(cols < 0, float("nan"))
+    return torch.cat([past, current[..., None]], -1)

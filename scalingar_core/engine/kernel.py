@@ -1,9 +1,10 @@
-"""One step of v3 Algorithm 1 as one pure function over a group's state on the model's device.
+"""One step of v3 Algorithm 1 as one pure function over the state of G groups on the model's device.
 
 :func:`advance` maps ``(state, conditional logits, unconditional logits, uniforms)`` to ``(state, tokens,
-what leaves)``. The state is a small dataclass of ``[N]`` tensors indexed by trajectory: rows never move, a
-``live`` mask says which still decode, so one group keeps one shape from its first step to its last and the
-compiled step is one graph per group size. The step index is a 0-d tensor; the eager step also gets it on the
+what leaves)``. The state is a small dataclass of ``[G, N]`` tensors indexed by group and trajectory: rows
+never move, a ``live`` mask says which still decode, so the groups keep one shape from their first step to
+their last and the compiled step is one graph per shape. Every group has its own θ, counters, rolling pools,
+survivor guard and random streams; the groups share the plan and the step. The step index is a 0-d tensor; the eager step also gets it on the
 host (``at``) where a host integer gives a shorter computation (the worst-block count, the early volatility
 windows). Nothing here reads a value back to the host: the caller reads ``leave`` once per step.
 
@@ -50,39 +51,39 @@ class Plan:
 
 @dataclass
 class EngineState:
-    """A group's state: ``[N]`` rows indexed by trajectory."""
+    """G groups' state: ``[G, N]`` rows indexed by group and trajectory (one group's: ``[N]``)."""
 
-    live: torch.Tensor  # [N] bool: still decoding
-    cfg: torch.Tensor  # [N] each trajectory's CFG scale (eq. 10 (15))
+    live: torch.Tensor  # [G, N] bool: still decoding
+    cfg: torch.Tensor  # [G, N] each trajectory's CFG scale (eq. 10 (15))
     profile: ProfileState | None  # eqs. 5–8 (v1 5–12); C, C_min and R alone when C is given
     gate: GateState | None
-    theta: torch.Tensor  # 0-d, eq. 9 (13); NaN before the warm-up ends
+    theta: torch.Tensor  # [G], eq. 9 (13); NaN before the warm-up ends
 
     @classmethod
-    def fresh(cls, plan: Plan, n: int, num_blocks: int, device) -> "EngineState":
-        profile = (ProfileState.empty(n, num_blocks, plan.profile.roll_window, device)
+    def fresh(cls, plan: Plan, shape: tuple[int, int], num_blocks: int, device) -> "EngineState":
+        profile = (ProfileState.empty(shape, num_blocks, plan.profile.roll_window, device)
                    if plan.observe is not None else None)
-        return cls(torch.ones(n, dtype=torch.bool, device=device), torch.full((n,), float(plan.base_scale),
-                                                                                device=device),
-                   profile, GateState.fresh(n, device) if plan.gate is not None else None,
-                   torch.tensor(float("nan"), device=device))
+        return cls(torch.ones(shape, dtype=torch.bool, device=device),
+                   torch.full(shape, float(plan.base_scale), device=device), profile,
+                   GateState.fresh(shape, device) if plan.gate is not None else None,
+                   torch.full(shape[:1], float("nan"), device=device))
 
 
 @dataclass
 class StepOut:
-    tokens: torch.Tensor  # [N] one token per trajectory (a removed one's is meaningless)
-    guided: torch.Tensor  # [N, V] the logits the tokens were drawn from (before filtering)
-    records: torch.Tensor  # [k, N] the values of ``plan.records``, NaN where the row is not live
-    leave: torch.Tensor  # [N] long: KEEP, the gate's BASIN or HARD_FAIL, or NON_FINITE
+    tokens: torch.Tensor  # [G, N] one token per trajectory (a removed one's is meaningless)
+    guided: torch.Tensor  # [G, N, V] the logits the tokens were drawn from (before filtering)
+    records: torch.Tensor  # [G, k, N] the values of ``plan.records``, NaN where the row is not live
+    leave: torch.Tensor  # [G, N] long: KEEP, the gate's BASIN or HARD_FAIL, or NON_FINITE
 
 
 def advance(plan: Plan, blocks: BlockSchedule | None, st: EngineState, t: torch.Tensor, cond: torch.Tensor,
             uncond: torch.Tensor | None, uniforms: torch.Tensor, c_hist: torch.Tensor, i_hist: torch.Tensor,
             given: torch.Tensor | None, at: int | None) -> tuple[EngineState, StepOut]:
-    """One step of Algorithm 1 for one group. ``cond``/``uncond`` ``[N, V]`` (rows of removed trajectories
-    hold anything), ``uniforms`` ``[T, N]`` the group's random streams, ``c_hist``/``i_hist`` ``[N, T]`` C and
-    I recorded so far (the gate's and the scheduler's windows), ``given`` C traces when ``plan.observe`` is
-    "given"."""
+    """One step of Algorithm 1 for G groups at step ``t``. ``cond``/``uncond`` ``[G, N, V]`` (rows of removed
+    trajectories hold anything), ``uniforms`` ``[G, T, N]`` the groups' random streams, ``c_hist``/``i_hist``
+    ``[G, N, T]`` C and I recorded so far (the gate's and the scheduler's windows), ``given`` ``[G, N, T]`` C
+    traces when ``plan.observe`` is "given"."""
     live, profile = st.live, st.profile
     # Stage I: signals and state
     records: list[torch.Tensor] = []
@@ -98,7 +99,7 @@ def advance(plan: Plan, blocks: BlockSchedule | None, st: EngineState, t: torch.
         window = recent(i_hist, profile.intrinsic, t, plan.scheduler.vol_window, at)
         cfg = next_scale(plan.scheduler, plan.base_scale, cfg, profile.d_hat, profile.r, window)
     guided = cond if uncond is None else guided_logits(cond, uncond, cfg)
-    u = uniforms.index_select(0, t.view(1))[0]
+    u = uniforms.index_select(-2, t.view(1))[..., 0, :]
     tokens, logprob = sample_tokens(guided, plan.temperature, plan.top_k, plan.top_p, u)
     records += [cfg, logprob] if plan.observe else [cfg]
     # Stage III: non-finite rows out, then θ and the gate
@@ -107,13 +108,13 @@ def advance(plan: Plan, blocks: BlockSchedule | None, st: EngineState, t: torch.
     gate, theta = st.gate, st.theta
     if plan.gate is not None:
         alive = live & finite
-        decides = (t < plan.clock.steps - 1) & (alive.sum() > plan.gate.min_survivors)
-        recent_c = torch.where(alive[:, None], recent(c_hist, profile.c, t, plan.gate.update_interval, at),
+        decides = (t < plan.clock.steps - 1) & (alive.sum(-1) > plan.gate.min_survivors)
+        recent_c = torch.where(alive[..., None], recent(c_hist, profile.c, t, plan.gate.update_interval, at),
                                float("nan"))
         gate, theta, reason = gate_step(plan.gate, plan.clock, gate, theta, t, profile.c, profile.c_min, profile.r,
                                         alive, decides, recent_c, c_hist, at)
         leave = torch.where(reason != KEEP, reason, leave)
-    stacked = torch.where(live, torch.stack(records), float("nan"))
+    stacked = torch.where(live[:, None, :], torch.stack(records, 1), float("nan"))
     return (EngineState(live, cfg, profile, gate, theta),
             StepOut(tokens, guided, stacked, leave))
 

@@ -21,6 +21,7 @@ from .batch import RowBatch
 from .config import RunConfig
 from .images import decode_partial, mark_removed
 from .step import (  # noqa: F401
+    Cohort,
     GenerationResult,
     Group,
     Resolved,
@@ -38,7 +39,8 @@ def run(model: ARModel, groups: Iterable[Group], max_rows: int | None = None, sh
     """Decode ``groups`` and yield ``(group, result)`` as each finishes (results are not decoded to images).
 
     At most ``max_rows`` trajectories are live at once (None: no limit, every group starts together).
-    Groups are admitted in order, as soon as their N trajectories fit. ``share`` decodes rows with the same
+    Groups are admitted in order, as soon as their N trajectories fit; neighbours admitted together with the
+    same plan and N form a :class:`~.step.Cohort` and share one engine step. ``share`` decodes rows with the same
     condition and token history once (see :mod:`.batch`). ``guided``: whether the session keeps
     unconditional rows (default: whether any group needs them)."""
     pending = deque(groups)
@@ -49,9 +51,9 @@ def run(model: ARModel, groups: Iterable[Group], max_rows: int | None = None, sh
             raise ValueError(f"max_rows={max_rows} is smaller than one image's {g.rows} trajectories: use "
                              f"max_rows >= num_trajectories")
     batch = RowBatch(model, guided, share)
-    active: list[Group] = []
+    active: list[Cohort] = []
     while pending or active:
-        live = sum(g.rows for g in active)
+        live = sum(c.rows for c in active)
         joining = []
         while pending and batch.can_admit() and (max_rows is None or live + pending[0].rows <= max_rows):
             live += pending[0].rows
@@ -59,24 +61,36 @@ def run(model: ARModel, groups: Iterable[Group], max_rows: int | None = None, sh
         if joining:
             waiting = batch.admit(joining)
             pending.extendleft(reversed(waiting))
-            active += joining[: len(joining) - len(waiting)]
+            active += cohorts(joining[: len(joining) - len(waiting)])
         offset, kept, tokens, changed, still = 0, [], [], False, []
-        for g in active:
-            m = g.rows
+        for co in active:
+            m = co.rows
             cond, uncond = batch.rows_of(offset, m)
-            fed, rows = step(g, cond, uncond if g.guided else None)
-            if g.done:
+            fed, rows = step(co, cond, uncond if co.groups[0].guided else None)
+            if co.done:
                 changed = True
-                yield g, finish(g)
+                for g in co.groups:
+                    yield g, finish(g)
             else:
                 own = torch.arange(offset, offset + m, device=batch.device)
                 kept.append(own if rows is None else own.index_select(0, rows))
                 tokens.append(fed)
                 changed |= rows is not None
-                still.append(g)
+                still.append(co)
             offset += m
         active = still
         batch.advance(kept, tokens, changed)
+
+
+def cohorts(groups: list[Group]) -> list[Cohort]:
+    """Groups that join together, split into runs of neighbours that can share one engine step."""
+    out: list[list[Group]] = []
+    for g in groups:
+        if out and Cohort.key(out[-1][0]) == Cohort.key(g):
+            out[-1].append(g)
+        else:
+            out.append([g])
+    return [Cohort(run) for run in out]
 
 
 def _start_groups(model: ARModel, conditions: list, configs: list[RunConfig], rewards: list | None,

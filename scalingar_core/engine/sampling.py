@@ -50,7 +50,7 @@ def stream_table(seed: int, num_trajectories: int, steps: int, device, salt: int
 def guided_logits(cond: torch.Tensor, uncond: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """ℓ_u + s_i·(ℓ_c − ℓ_u) with one fp32 scale per row (LlamaGen's CFG on fp32 logits). A scale <= 1 gives
     the conditional logits ℓ_c exactly: upstream reads CFG <= 1 as "no guidance"."""
-    return torch.lerp(uncond, cond, scale.clamp_min(1.0)[:, None])  # u + s·(c − u) in one pass
+    return torch.lerp(uncond, cond, scale.clamp_min(1.0)[..., None])  # u + s·(c − u) in one pass
 
 
 def filter_logits(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
@@ -58,13 +58,13 @@ def filter_logits(logits: torch.Tensor, temperature: float, top_k: int, top_p: f
     if temperature != 1.0:
         logits = logits / max(temperature, 1e-5)
     if 0 < top_k < logits.shape[-1]:
-        kth = logits.topk(top_k, dim=-1).values[:, -1:]
+        kth = logits.topk(top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p < 1.0:
         sorted_logits, order = logits.sort(dim=-1, descending=True)
         sorted_probs = sorted_logits.softmax(-1)
         drop_sorted = (sorted_probs.cumsum(-1) - sorted_probs) > top_p  # mass before this token
-        drop_sorted[:, 0] = False
+        drop_sorted[..., 0] = False
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
         logits = logits.masked_fill(drop, float("-inf"))
     return logits
@@ -73,8 +73,8 @@ def filter_logits(logits: torch.Tensor, temperature: float, top_k: int, top_p: f
 def draw(probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
     """Inverse-CDF draw of one index per row of ``probs`` ``[n, V]`` with the given uniforms ``[n]``."""
     cdf = probs.cumsum(-1, dtype=torch.float32)
-    target = (uniform * cdf[:, -1]).unsqueeze(1)
-    index = torch.searchsorted(cdf, target, right=True).squeeze(1)
+    target = (uniform * cdf[..., -1])[..., None]
+    index = torch.searchsorted(cdf, target, right=True).squeeze(-1)
     return index.clamp_max(probs.shape[-1] - 1)
 
 
@@ -84,4 +84,4 @@ def sample_tokens(logits: torch.Tensor, temperature: float, top_k: int, top_p: f
     this step, from :func:`stream_table`), and its log-probability under the distribution it was drawn from."""
     probs = filter_logits(logits, temperature, top_k, top_p).softmax(-1)
     tokens = draw(probs, uniform)
-    return tokens, probs.gather(1, tokens[:, None]).squeeze(1).log()
+    return tokens, probs.gather(-1, tokens[..., None]).squeeze(-1).log()

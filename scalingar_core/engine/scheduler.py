@@ -11,12 +11,12 @@ def volatility(window: torch.Tensor, measure: str) -> torch.Tensor:
     """Vol_t(I): population variance (or standard deviation, A9) of I over the recent window ``[n, L]``.
     A window that starts with NaN (the compiled step's, before step L − 1) counts its recorded values only."""
     if window.shape[-1] == 1:
-        var = torch.zeros(window.shape[0], device=window.device)
+        var = torch.zeros(window.shape[:-1], device=window.device)
     elif torch.compiler.is_compiling():  # fixed width: the graph does not depend on the step
         seen = ~torch.isnan(window)
         count = seen.sum(-1)
         mean = window.nan_to_num(0.0).sum(-1) / count
-        var = torch.where(seen, (window - mean[:, None]) ** 2, 0.0).sum(-1) / count
+        var = torch.where(seen, (window - mean[..., None]) ** 2, 0.0).sum(-1) / count
     else:
         var = window.var(dim=-1, unbiased=False)
     return var.sqrt() if measure == "std" else var

@@ -24,8 +24,8 @@ from . import baselines
 from .compiled import engine_math
 from .confidence import block_schedule
 from .config import RunConfig
-from .gate import HARD_FAIL, KEEP, REASONS, GateClock
-from .history import History
+from .gate import HARD_FAIL, KEEP, REASONS, GateClock, astuple_shallow
+from .history import TRACE_SIGNALS, TRACE_STATE, History
 from .kernel import NON_FINITE, EngineState, Plan
 from .parts import Strategy, compose
 from .sampling import stream_table
@@ -79,7 +79,8 @@ class GenerationResult:
 
 
 class Group:
-    """One image being chosen: its condition, parts, and the state of its N trajectories.
+    """One image being chosen: its condition, parts, and the host side of its N trajectories (which are
+    live, what left and why, the events). Its tensors live in its :class:`Cohort`.
 
     ``given`` ``[N, T]`` C traces replace the confidence profile (the gate's replay)."""
 
@@ -91,36 +92,25 @@ class Group:
         self.device = torch.device(model.device)
         h, w = model.grid
         self.steps = h * w
-        n = self.s.num_trajectories
         parts = self.parts
         self.observe = parts.observe
         self.extra_signals = extra_signals and self.observe  # the bench's signals beyond the paper's (NOT IN THE PAPER)
-        # the step compiles with the model's decode step (one switch: --compile, the node's toggle)
-        self.math = engine_math(bool(getattr(model, "compile_decode", False)), getattr(model, "compile_backend",
-                                                                                      "inductor"))
         # Upstream samples CFG <= 1 from the conditional rows alone. The unconditional rows stay when the
         # profile needs them (eq. 7 (9)'s KL) or the scheduler may raise the scale above 1.
         self.guided = self.observe or parts.schedule or self.s.cfg_scale > 1
-        self.history = History(n, self.steps, self.device)
         observing = "given" if given is not None else ("profile" if self.observe else None)
         gate = config.gate if parts.gated else None
         self.plan = Plan(observing, config.profile, gate, GateClock.of(gate, self.steps) if gate else None,
                          config.scheduler if parts.schedule else None, self.s.cfg_scale, self.s.temperature,
                          self.s.top_k, self.s.top_p)
-        p = config.profile
-        self.blocks = (block_schedule(model.grid, p.block_size, p.min_fill, p.worst_fraction, self.device)
-                       if observing == "profile" else None)
         self.given = given
-        self.state = EngineState.fresh(self.plan, n, self.blocks.count.shape[1] if self.blocks else 0, self.device)
-        self.ids = torch.arange(n, device=self.device)  # the live trajectories, in the order of the group's rows
-        self.codes = torch.full((n, self.steps), -1, dtype=torch.long, device=self.device)
+        self.ids = torch.arange(self.s.num_trajectories, device=self.device)  # live trajectories, in row order
         self.removed: dict[int, tuple[int, str]] = {}
         self.events: list[dict] = []
         self.tokens = 0
         self.t = 0  # the next step
-        self.uniforms = stream_table(config.sampling.seed, n, self.steps, self.device)  # [T, N], drawn once
-        self.clock = torch.arange(self.steps, device=self.device)  # step t as a device tensor: clock[t]
-        self._logits: tuple[torch.Tensor, torch.Tensor | None] | None = None  # [N, V] once rows have left
+        self.cohort: Cohort | None = None  # set when the group joins the batch
+        self.index = 0  # its place in the cohort
 
     @property
     def rows(self) -> int:
@@ -131,50 +121,126 @@ class Group:
     def done(self) -> bool:
         return self.t >= self.steps
 
+    @property
+    def state(self) -> EngineState:
+        """The group's ``[N]`` slice of its cohort's state (views: writing to them writes the cohort's)."""
+        return self.cohort.state_of(self.index)
+
     def live(self, values: torch.Tensor) -> torch.Tensor:
         """The live trajectories' entries of a ``[N]`` state tensor, in the order of the group's rows."""
         return values.index_select(0, self.ids)
 
 
-def step(g: Group, cond: torch.Tensor, uncond: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """One step of Algorithm 1 on the group's logits: ``cond`` ``[m, V]`` and ``uncond`` (None without
-    guidance). Returns the tokens to feed next, already following the rows kept, and those rows (indices into
-    the group's current rows; None = all kept, in order). Advances ``g.t``."""
-    t, before = g.t, g.ids
-    cond, uncond = _dense(g, cond, uncond)
-    hist = g.history
-    g.state, out = g.math.advance(g.plan, g.blocks, g.state, g.clock[t], cond, uncond, g.uniforms,
-                                  hist.buffers["C"], hist.buffers["I"], g.given, at=t)
-    hist.record_all(t, g.plan.records, out.records)  # one scatter for the step's records
-    if g.extra_signals:
-        extra = extra_signals(cond, uncond, out.guided, out.tokens, g.s.temperature)
-        hist.record(t, g.ids, **{k: g.live(v) for k, v in extra.items()})
-    g.codes[:, t] = torch.where(g.state.live, out.tokens, -1)
-    g.tokens += before.shape[0]
-    if g.plan.gate is not None and t >= g.plan.clock.warmup:
-        hist.threshold[t] = g.state.theta
+class Cohort:
+    """Groups that decode side by side with the same plan, trajectory count and step (they join the batch
+    together): their state is stacked ``[G, N]`` and one :func:`~.kernel.advance` call steps them all. Each
+    group's history, codes and state are views of the cohort's tensors."""
+
+    def __init__(self, groups: list[Group]):
+        g = groups[0]
+        n, steps, device = g.s.num_trajectories, g.steps, g.device
+        self.groups, self.plan, self.steps, self.device, self.n = groups, g.plan, steps, device, n
+        model = g.model
+        # the step compiles with the model's decode step (one switch: --compile, the node's toggle)
+        self.math = engine_math(bool(getattr(model, "compile_decode", False)), getattr(model, "compile_backend",
+                                                                                      "inductor"))
+        p = g.config.profile
+        self.blocks = (block_schedule(model.grid, p.block_size, p.min_fill, p.worst_fraction, device)
+                       if g.plan.observe == "profile" else None)
+        self.state = EngineState.fresh(self.plan, (len(groups), n), self.blocks.count.shape[1] if self.blocks else 0,
+                                       device)
+        names = TRACE_SIGNALS + TRACE_STATE
+        self.data = torch.full((len(groups), len(names), n, steps), float("nan"), device=device)
+        self.threshold = torch.full((len(groups), steps), float("nan"), device=device)
+        self.codes = torch.full((len(groups), n, steps), -1, dtype=torch.long, device=device)
+        # every uniform number each group's token draws can use, [G, T, N], drawn once
+        self.uniforms = torch.stack([stream_table(x.config.sampling.seed, n, steps, device) for x in groups])
+        self.given = None if g.given is None else torch.stack([x.given for x in groups])
+        self.clock = torch.arange(steps, device=device)  # step t as a device tensor: clock[t]
+        self.t = 0
+        for j, x in enumerate(groups):
+            x.cohort, x.index = self, j
+            x.history = History(n, steps, device, self.data[j], self.threshold[j])
+            x.codes = self.codes[j]
+        history = groups[0].history
+        self.c_hist, self.i_hist = self.data[:, history.slot("C")], self.data[:, history.slot("I")]
+        self.record_rows = torch.tensor([history.slot(k) for k in self.plan.records], device=device)
+        self.flat: torch.Tensor | None = None  # [rows] each live row's place in [G·N], once a row has left
+        self._logits: tuple[torch.Tensor, torch.Tensor | None] | None = None  # [G·N, V] once rows have left
+
+    @staticmethod
+    def key(g: Group) -> tuple:
+        """Groups with equal keys that join together form one cohort."""
+        return g.plan, g.s.num_trajectories, g.extra_signals, g.given is None
+
+    @property
+    def rows(self) -> int:
+        return sum(g.rows for g in self.groups)
+
+    @property
+    def done(self) -> bool:
+        return self.t >= self.steps
+
+    def state_of(self, j: int) -> EngineState:
+        st = self.state
+        pick = lambda obj: None if obj is None else type(obj)(*(x[j] for x in astuple_shallow(obj)))  # noqa: E731
+        return EngineState(st.live[j], st.cfg[j], pick(st.profile), pick(st.gate), st.theta[j])
+
+
+def step(co: Cohort, cond: torch.Tensor, uncond: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One step of Algorithm 1 for every group of a cohort, on the logits of its rows: ``cond`` ``[m, V]``
+    and ``uncond`` (None without guidance), groups in order. Returns the tokens to feed next, already
+    following the rows kept, and those rows (indices into the cohort's current rows; None = all kept, in
+    order). Advances the cohort and its groups by one step."""
+    t, g0 = co.t, co.groups[0]
+    cond, uncond = _dense(co, cond, uncond)
+    co.state, out = co.math.advance(co.plan, co.blocks, co.state, co.clock[t], cond, uncond, co.uniforms,
+                                    co.c_hist, co.i_hist, co.given, at=t)
+    co.data[..., t].index_copy_(1, co.record_rows, out.records)  # one scatter for the step's records
+    if g0.extra_signals:
+        extra = extra_signals(cond.flatten(0, 1), None if uncond is None else uncond.flatten(0, 1),
+                              out.guided.flatten(0, 1), out.tokens.flatten(), g0.s.temperature)
+        for j, g in enumerate(co.groups):
+            g.history.record(t, g.ids, **{k: g.live(v.view(len(co.groups), -1)[j]) for k, v in extra.items()})
+    co.codes[..., t] = torch.where(co.state.live, out.tokens, -1)
+    if co.plan.gate is not None and t >= co.plan.clock.warmup:
+        co.threshold[:, t] = co.state.theta
     leave = out.leave.tolist()  # the one read-back per step: which rows leave the batch
-    rows = _leave(g, t, leave) if any(leave) else None
-    resample = g.parts.resample
-    if resample is not None and t in resample.steps:
-        rows = _then(rows, _resample(g, t, resample.score))
-    if g.callback is not None:
-        g.callback(StepEvent(t, g.steps, lambda t=t: _snapshot(g, t)))
-    g.t = t + 1
-    return out.tokens.index_select(0, before if rows is None else before.index_select(0, rows)), rows
+    kept, offset, changed = [], 0, False
+    for j, g in enumerate(co.groups):
+        m = g.rows
+        g.tokens += m
+        rows = _leave(g, t, leave[j]) if any(leave[j]) else None
+        resample = g.parts.resample
+        if resample is not None and t in resample.steps:
+            rows = _then(rows, _resample(g, t, resample.score))
+        if g.callback is not None:
+            g.callback(StepEvent(t, g.steps, lambda t=t, g=g: _snapshot(g, t)))
+        g.t = t + 1
+        kept.append(torch.arange(offset, offset + m, device=co.device) if rows is None else rows + offset)
+        changed |= rows is not None
+        offset += m
+    co.t = t + 1
+    if not changed:
+        fed = out.tokens.flatten() if co.flat is None else out.tokens.flatten().index_select(0, co.flat)
+        return fed, None
+    rows = torch.cat(kept)
+    source = (co.flat if co.flat is not None else torch.arange(offset, device=co.device)).index_select(0, rows)
+    co.flat = torch.cat([g.ids + j * co.n for j, g in enumerate(co.groups)])  # where each row now lives
+    return out.tokens.flatten().index_select(0, source), rows
 
 
-def _dense(g: Group, cond: torch.Tensor, uncond: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The step's logits as ``[N, V]`` rows indexed by trajectory: removed trajectories' rows hold zeros."""
-    if not g.removed:
-        return cond, uncond  # every trajectory is live, in order
-    if g._logits is None:
-        n, v = g.s.num_trajectories, cond.shape[1]
-        g._logits = (cond.new_zeros(n, v), None if uncond is None else uncond.new_zeros(n, v))
-    dense_c, dense_u = g._logits
-    dense_c.index_copy_(0, g.ids, cond)
+def _dense(co: Cohort, cond: torch.Tensor, uncond: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The step's logits as ``[G, N, V]``, indexed by group and trajectory: removed trajectories hold zeros."""
+    shape = (len(co.groups), co.n, cond.shape[1])
+    if co.flat is None:
+        return cond.view(shape), None if uncond is None else uncond.view(shape)  # every trajectory live, in order
+    if co._logits is None:
+        co._logits = (cond.new_zeros(shape), None if uncond is None else uncond.new_zeros(shape))
+    dense_c, dense_u = co._logits
+    dense_c.view(-1, shape[2]).index_copy_(0, co.flat, cond)
     if uncond is not None:
-        dense_u.index_copy_(0, g.ids, uncond)
+        dense_u.view(-1, shape[2]).index_copy_(0, co.flat, uncond)
     return dense_c, dense_u
 
 
@@ -207,9 +273,10 @@ def _remove(g: Group, t: int, rows: list[int], reasons: list[int]) -> torch.Tens
     gone = set(rows)
     kept = torch.tensor([i for i in range(len(ids)) if i not in gone], device=g.device)
     dead = torch.tensor([ids[v] for v in rows], device=g.device)
-    g.state.live[dead] = False
-    if g.state.profile is not None:
-        g.state.profile.forget(dead)
+    state = g.state
+    state.live[dead] = False
+    if state.profile is not None:
+        state.profile.forget(dead)
     g.ids = g.ids.index_select(0, kept)
     return kept
 
@@ -232,9 +299,10 @@ def _resample(g: Group, t: int, score: Callable) -> torch.Tensor:
     g.history.copy_rows(g.ids, src, t)
     g.codes[g.ids, : t + 1] = g.codes[src, : t + 1]  # advanced indexing already copies
     g.events.append({"step": t, "type": "resample", "parents": src.tolist(), "scores": scores.tolist()})
-    if g.state.profile is not None:
-        g.state.profile.copy_rows(g.ids, src)
-    g.state.cfg[g.ids] = g.state.cfg[src]
+    state = g.state
+    if state.profile is not None:
+        state.profile.copy_rows(g.ids, src)
+    state.cfg[g.ids] = state.cfg[src]
     return parents  # ids stay the slots 0..N-1; each slot now continues its parent's prefix
 
 
