@@ -96,7 +96,7 @@ def compiled_calls_counted(counter: OpCounter, compiled: bool):
 
     from scalingar_core.engine.compiled import engine_math
 
-    math = engine_math(True)
+    math = engine_math(True, device="cpu")
     names = ("_advance",)  # the compiled engine step
     originals = {name: getattr(math, name) for name in names}
 

@@ -95,16 +95,16 @@ class RowBatch:
         mine = self.phys[offset: offset + m]
         return logits.index_select(0, mine), (logits.index_select(0, mine + self.half) if self.guided else None)
 
-    def advance(self, kept: list[torch.Tensor], tokens: list[torch.Tensor], changed: bool) -> None:
-        """Feed one token to every logical row that stays (``kept``: logical rows, ``tokens``: theirs) and
-        decode the next logits; rows not kept leave the session. ``changed``: some row left, moved or was
-        copied since the last step."""
+    def advance(self, kept: list, tokens: list[torch.Tensor], changed: bool) -> None:
+        """Feed one token to every logical row that stays (``kept``: logical rows, as tensors when
+        ``changed`` or sharing, else every row in order; ``tokens``: theirs) and decode the next logits; rows
+        not kept leave the session. ``changed``: some row left, moved or was copied since the last step."""
         if not kept:
             self.phys = self.phys[:0]
             self.session, self.logits, self.half = None, None, 0
             return
-        logical, fed = torch.cat(kept), torch.cat(tokens)
-        source = self.phys.index_select(0, logical) if changed or self.share else self.phys
+        fed = tokens[0] if len(tokens) == 1 else torch.cat(tokens)
+        source = self.phys.index_select(0, torch.cat(kept)) if changed or self.share else self.phys
         if self.share:  # the next distinct histories: (row it continues, token it appends); exact, no hashing
             vocab = self.logits.shape[1]
             keys, self.phys = torch.unique(source * vocab + fed, return_inverse=True)  # reads back the count

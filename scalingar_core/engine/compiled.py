@@ -23,22 +23,26 @@ class EagerMath:
 
 
 class CompiledMath:
-    def __init__(self, backend: str = "inductor"):
+    def __init__(self, backend: str = "inductor", cpu: bool = False):
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
-        self._advance = torch.compile(advance, fullgraph=True, dynamic=False, backend=backend)
+        # on a CPU the step's small kernels cost less than the Python that launches them: inductor's C++
+        # wrapper launches them (about 100 against 150 us a toy step; benchmarks/toy_step.py)
+        options = {"cpp_wrapper": True} if cpu and backend == "inductor" else None
+        self._advance = torch.compile(advance, fullgraph=True, dynamic=False, backend=backend, options=options)
 
     def advance(self, *args, at: int):
         return self._advance(*args, None)
 
 
 EAGER = EagerMath()
-_COMPILED: dict[str, CompiledMath] = {}
+_COMPILED: dict[tuple[str, bool], CompiledMath] = {}
 
 
-def engine_math(compiled: bool, backend: str = "inductor"):
-    """The step: eager, or compiled (shared by every group: graphs are reused across runs)."""
+def engine_math(compiled: bool, backend: str = "inductor", device: str = "cpu"):
+    """The step: eager, or compiled for ``device`` (shared by every cohort: graphs are reused across runs)."""
     if not compiled:
         return EAGER
-    if backend not in _COMPILED:
-        _COMPILED[backend] = CompiledMath(backend)
-    return _COMPILED[backend]
+    key = (backend, torch.device(device).type == "cpu")
+    if key not in _COMPILED:
+        _COMPILED[key] = CompiledMath(*key)
+    return _COMPILED[key]

@@ -72,14 +72,20 @@ def run(model: ARModel, groups: Iterable[Group], max_rows: int | None = None, sh
                 for g in co.groups:
                     yield g, finish(g)
             else:
-                own = torch.arange(offset, offset + m, device=batch.device)
-                kept.append(own if rows is None else own.index_select(0, rows))
+                kept.append((offset, m, rows))
                 tokens.append(fed)
                 changed |= rows is not None
                 still.append(co)
             offset += m
         active = still
+        if changed or share:  # which logical rows stay (else: all of them, in order)
+            kept = [_rows(offset, m, rows, batch.device) for offset, m, rows in kept]
         batch.advance(kept, tokens, changed)
+
+
+def _rows(offset: int, m: int, rows: torch.Tensor | None, device) -> torch.Tensor:
+    own = torch.arange(offset, offset + m, device=device)
+    return own if rows is None else own.index_select(0, rows)
 
 
 def cohorts(groups: list[Group]) -> list[Cohort]:

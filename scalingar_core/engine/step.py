@@ -142,8 +142,8 @@ class Cohort:
         self.groups, self.plan, self.steps, self.device, self.n = groups, g.plan, steps, device, n
         model = g.model
         # the step compiles with the model's decode step (one switch: --compile, the node's toggle)
-        self.math = engine_math(bool(getattr(model, "compile_decode", False)), getattr(model, "compile_backend",
-                                                                                      "inductor"))
+        self.math = engine_math(bool(getattr(model, "compile_decode", False)),
+                                getattr(model, "compile_backend", "inductor"), device)
         p = g.config.profile
         self.blocks = (block_schedule(model.grid, p.block_size, p.min_fill, p.worst_fraction, device)
                        if g.plan.observe == "profile" else None)
@@ -217,14 +217,15 @@ def step(co: Cohort, cond: torch.Tensor, uncond: torch.Tensor | None) -> tuple[t
         if g.callback is not None:
             g.callback(StepEvent(t, g.steps, lambda t=t, g=g: _snapshot(g, t)))
         g.t = t + 1
-        kept.append(torch.arange(offset, offset + m, device=co.device) if rows is None else rows + offset)
+        kept.append((offset, m, rows))
         changed |= rows is not None
         offset += m
     co.t = t + 1
     if not changed:
         fed = out.tokens.flatten() if co.flat is None else out.tokens.flatten().index_select(0, co.flat)
         return fed, None
-    rows = torch.cat(kept)
+    rows = torch.cat([torch.arange(offset, offset + m, device=co.device) if rows is None else rows + offset
+                      for offset, m, rows in kept])
     source = (co.flat if co.flat is not None else torch.arange(offset, device=co.device)).index_select(0, rows)
     co.flat = torch.cat([g.ids + j * co.n for j, g in enumerate(co.groups)])  # where each row now lives
     return out.tokens.flatten().index_select(0, source), rows
