@@ -162,6 +162,23 @@ def test_compiled_engine_step_is_one_graph_through_pruning_and_decides_as_eager(
         assert torch.equal(result.codes, alone.codes) and removals(result) == removals(alone)
 
 
+def test_the_engine_step_compiled_by_inductor_decides_as_eager():
+    """The real compiler (inductor; on a CPU with its C++ wrapper, the initial θ under torch.cond): the same
+    tokens, removals and choice as the eager step."""
+    model = ReferenceModel(vocab_size=32, grid=(6, 6))
+    cond = model.encode("inductor")
+    config = _config("scalingar", 5, 4, SHORT_GATE)
+    eager = generate(model, cond, config, decode_all=False)
+    model.compile_decode, model.compile_backend = True, "inductor"
+    compiled = generate(model, cond, config, decode_all=False)
+    removals = lambda r: [(x.removed_at, x.removed_reason) for x in r.trace.trajectories]  # noqa: E731
+    assert any(at is not None for at, _ in removals(eager))
+    assert torch.equal(compiled.codes, eager.codes) and compiled.selected == eager.selected
+    assert removals(compiled) == removals(eager)
+    for a, b in zip(eager.trace.trajectories, compiled.trace.trajectories):
+        assert torch.allclose(torch.tensor(b.state["C"]), torch.tensor(a.state["C"]), atol=1e-5)
+
+
 def test_a_model_whose_sessions_cannot_admit_runs_one_image_per_session():
     """Janus-Pro's sessions neither batch several conditions nor admit mid-flight: the queue falls back to one
     group per session, with the same results."""

@@ -95,26 +95,28 @@ class GateClock:
 
 def next_threshold(cfg: GateConfig, clock: GateClock, theta: torch.Tensor, t: torch.Tensor, c: torch.Tensor,
                    recent_c: torch.Tensor, c_hist: torch.Tensor, at: int | None = None) -> torch.Tensor:
-    """Eq. 9 (13) with its schedule: NaN during warm-up, initialised at t = W_0 (the p-quantile of every C
-    recorded before W_0 in ``c_hist`` ``[N, T]``, or of this step's ``c``), then the EMA every K steps over
-    ``recent_c`` (the last K steps of the live rows). NaN entries count as not recorded. With the step on
-    the host (``at``) only the branch it takes is computed; without, every branch, selected on the device."""
-    since = t - clock.warmup
-    if at is not None and (at < clock.warmup or (at > clock.warmup and (at - clock.warmup) % cfg.update_interval)):
-        return theta
-    if at is None or at == clock.warmup:
+    """Eq. 9 (13) with its schedule, θ ``[G]``: NaN during warm-up, initialised at t = W_0 (the p-quantile of
+    every C recorded before W_0 in ``c_hist`` ``[G, N, T]``, or of this step's ``c``), then the EMA every K
+    steps over ``recent_c`` (the last K steps of the live rows). NaN entries count as not recorded. With the
+    step on the host (``at``) only the branch it takes is computed; without, the update is selected on the
+    device and the initial quantile (a sort of N·T values) runs under ``torch.cond`` at W_0 alone."""
+    def initial() -> torch.Tensor:
         if cfg.theta_init == "warmup_pool" and clock.warmup > 0:
             before = torch.arange(c_hist.shape[-1], device=c_hist.device) < t
-            initial = quantile(torch.where(before, c_hist, float("nan")), cfg.quantile)
-        else:
-            initial = quantile(c, cfg.quantile)
-        if at is not None:
-            return initial
-    updated = threshold_update(theta, quantile(recent_c, cfg.quantile), cfg.lambda_theta)
+            return quantile(torch.where(before, c_hist, float("nan")), cfg.quantile)
+        return quantile(c, cfg.quantile)
+
+    def updated() -> torch.Tensor:
+        return threshold_update(theta, quantile(recent_c, cfg.quantile), cfg.lambda_theta)
+
     if at is not None:
-        return updated
-    theta = torch.where((since > 0) & (since % cfg.update_interval == 0), updated, theta)
-    return torch.where(since == 0, initial, theta)
+        if at == clock.warmup:
+            return initial()
+        due = at > clock.warmup and (at - clock.warmup) % cfg.update_interval == 0
+        return updated() if due else theta
+    since = t - clock.warmup
+    kept = torch.where((since > 0) & (since % cfg.update_interval == 0), updated(), theta)
+    return torch.cond(since == 0, initial, lambda: kept.clone(), ())
 
 
 def probation(cfg: GateConfig, st: GateState, t: torch.Tensor, c: torch.Tensor, c_min: torch.Tensor,
