@@ -103,7 +103,7 @@ def advance(plan: Plan, blocks: BlockSchedule | None, st: EngineState, t: torch.
     tokens, logprob = sample_tokens(guided, plan.temperature, plan.top_k, plan.top_p, u)
     records += [cfg, logprob] if plan.observe else [cfg]
     # Stage III: non-finite rows out, then θ and the gate
-    finite = torch.isfinite(profile.c) if profile is not None else torch.isfinite(torch.logsumexp(guided, -1))
+    finite = finite_rows(profile.c if profile is not None else None, guided)
     leave = torch.where(live & ~finite, NON_FINITE, KEEP)
     gate, theta = st.gate, st.theta
     if plan.gate is not None:
@@ -117,6 +117,13 @@ def advance(plan: Plan, blocks: BlockSchedule | None, st: EngineState, t: torch.
     stacked = torch.where(live[:, None, :], torch.stack(records, 1), float("nan"))
     return (EngineState(live, cfg, profile, gate, theta),
             StepOut(tokens, guided, stacked, leave))
+
+
+def finite_rows(c: torch.Tensor | None, guided: torch.Tensor) -> torch.Tensor:
+    """``[G, N]`` bool: the row's numbers are usable. C is NaN whenever a logit of the row (conditional or
+    unconditional) is NaN or infinite; without a profile, the logsumexp of the guided logits is not finite
+    when one of them is NaN or +inf or none is finite."""
+    return torch.isfinite(c) if c is not None else torch.isfinite(torch.logsumexp(guided, -1))
 
 
 __all__ = ["HARD_FAIL", "NON_FINITE", "EngineState", "Plan", "StepOut", "advance"]

@@ -1,5 +1,6 @@
-"""The one decode loop (v3 Algorithm 1 over many groups): admit groups into the batch, give every group its
-rows' logits, run one :func:`~.step.step` per group, feed the tokens back, finish the groups that are done.
+"""The one decode loop (v3 Algorithm 1 over many groups): admit groups into the batch (neighbours with one
+plan as a cohort), give every cohort its rows' logits, run one :func:`~.step.step` per cohort, feed the
+tokens back, finish the groups that are done.
 
 ``generate`` (one image), ``generate_batch`` (the bench: many images in lock-step) and the queue of prompt
 files (continuous batching: new groups join as pruned or finished ones free rows) all run :func:`run`; the

@@ -1,14 +1,11 @@
-"""One step of v3 Algorithm 1 for one group, and the group's state.
+"""The host side of one step of v3 Algorithm 1, and the groups and cohorts it steps.
 
-A **group** is one image being chosen: a condition with its settings, N trajectories, and their state on the
-model's device (the profile's and the gate's tensors, the CFG scales, the codes, the trace buffers). The
-step reads the group's rows of the model's logits and returns the tokens to feed next and the rows that stay:
-
-(I) signals and state from the step's logits (eqs. 5–8 (v1 5–12)); (II) per-trajectory CFG (eq. 10
-(v1 14–15)) and one token each; (III) non-finite rows out, then the threshold (eq. 9 (v1 13)) and pruning, or
-the baselines' resampling (docs/method.md). What the strategy does is decided by its parts (:mod:`.parts`); the step never reads
-a strategy's name. The only host read-backs are the gate's decision (once per step after the protection
-horizon) and the finite check's scalar.
+A **group** is one image being chosen: a condition with its settings and N trajectories. Groups that join the
+batch together with one plan form a **cohort**: their state is stacked ``[G, N]`` on the model's device and
+one call of :func:`~.kernel.advance` (eqs. 5–10 (v1 5–15)) steps them all. :func:`step` feeds it the
+cohort's logits, reads back which rows leave (the one read-back per step), removes them as each group's
+prune part chooses (:mod:`.parts`: the step never reads a strategy's name), runs the baselines' resampling,
+and returns the tokens to feed next and the rows that stay.
 """
 from __future__ import annotations
 
@@ -26,7 +23,7 @@ from .confidence import block_schedule
 from .config import RunConfig
 from .gate import HARD_FAIL, KEEP, REASONS, GateClock, astuple_shallow
 from .history import TRACE_SIGNALS, TRACE_STATE, History
-from .kernel import NON_FINITE, EngineState, Plan
+from .kernel import NON_FINITE, EngineState, Plan, finite_rows  # noqa: F401  (finite_rows: re-exported)
 from .parts import Strategy, compose
 from .sampling import stream_table
 from .token_signals import extra_signals
@@ -362,13 +359,6 @@ def _then(first: torch.Tensor | None, second: torch.Tensor | None) -> torch.Tens
     if first is None or second is None:
         return second if first is None else first
     return first.index_select(0, second)
-
-
-def finite_rows(c: torch.Tensor | None, guided: torch.Tensor) -> torch.Tensor:
-    """``[n]`` bool: the row's numbers are usable. C is NaN whenever a logit of the row (conditional or
-    unconditional) is NaN or infinite; without a profile, the logsumexp of the guided logits is not finite
-    when one of them is NaN or +inf or none is finite."""
-    return torch.isfinite(c) if c is not None else torch.isfinite(torch.logsumexp(guided, -1))
 
 
 def best_finite(scores: torch.Tensor) -> int | None:
