@@ -30,6 +30,11 @@ def test_volatility_variance_and_std():
     assert volatility(w, "var").tolist() == [1.0, 0.0]
     assert volatility(w, "std").tolist() == [1.0, 0.0]
     assert volatility(torch.tensor([[0.5]]), "var").tolist() == [0.0]
+    # the compiled step's fixed-width window starts with NaN before step L − 1: only recorded values count
+    recorded = torch.tensor([[0.2, 0.9, 0.4], [0.3, 0.3, 0.3]])
+    padded = torch.cat([torch.full((2, 5), float("nan")), recorded], 1)
+    for measure in ("var", "std"):
+        assert torch.allclose(volatility(padded, measure, padded=True), volatility(recorded, measure))
 
 
 def test_targets_additive_and_multiplicative():

@@ -97,7 +97,7 @@ def advance(plan: Plan, blocks: BlockSchedule | None, st: EngineState, t: torch.
     cfg = st.cfg
     if plan.scheduler is not None:
         window = recent(i_hist, profile.intrinsic, t, plan.scheduler.vol_window, at)
-        cfg = next_scale(plan.scheduler, plan.base_scale, cfg, profile.d_hat, profile.r, window)
+        cfg = next_scale(plan.scheduler, plan.base_scale, cfg, profile.d_hat, profile.r, window, padded=at is None)
     guided = cond if uncond is None else guided_logits(cond, uncond, cfg)
     u = uniforms.index_select(-2, t.view(1))[..., 0, :]
     tokens, logprob = sample_tokens(guided, plan.temperature, plan.top_k, plan.top_p, u)

@@ -7,12 +7,13 @@ import torch
 from .config import SchedulerConfig
 
 
-def volatility(window: torch.Tensor, measure: str) -> torch.Tensor:
-    """Vol_t(I): population variance (or standard deviation, A9) of I over the recent window ``[n, L]``.
-    A window that starts with NaN (the compiled step's, before step L − 1) counts its recorded values only."""
+def volatility(window: torch.Tensor, measure: str, padded: bool = False) -> torch.Tensor:
+    """Vol_t(I): population variance (or standard deviation, A9) of I over the recent window ``[..., L]``.
+    ``padded``: the window may start with NaN (the compiled step's fixed-width one, before step L − 1); only
+    its recorded values count."""
     if window.shape[-1] == 1:
         var = torch.zeros(window.shape[:-1], device=window.device)
-    elif torch.compiler.is_compiling():  # fixed width: the graph does not depend on the step
+    elif padded:
         seen = ~torch.isnan(window)
         count = seen.sum(-1)
         mean = window.nan_to_num(0.0).sum(-1) / count
@@ -47,9 +48,9 @@ def cfg_update(previous: torch.Tensor, target: torch.Tensor, cfg: SchedulerConfi
 
 
 def next_scale(cfg: SchedulerConfig, base: float, previous: torch.Tensor, d_hat: torch.Tensor, r: torch.Tensor,
-               i_window: torch.Tensor) -> torch.Tensor:
+               i_window: torch.Tensor, padded: bool = False) -> torch.Tensor:
     """Eq. 10 (v1 14–15): each trajectory's next CFG scale from condition utilisation D̂, the volatility of I
-    over ``i_window`` ``[N, L]`` (NaN entries not recorded) and the rebound R."""
-    vol = volatility(i_window, cfg.vol_measure)
+    over ``i_window`` ``[..., L]`` (``padded``: as in :func:`volatility`) and the rebound R."""
+    vol = volatility(i_window, cfg.vol_measure, padded)
     return cfg_update(previous, cfg_target(base, cfg_adjustment(d_hat, vol, r, cfg.alpha, cfg.beta, cfg.gamma),
                                            cfg.form), cfg, base)
