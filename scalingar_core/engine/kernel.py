@@ -71,7 +71,7 @@ class EngineState:
 
 @dataclass
 class StepOut:
-    tokens: torch.Tensor  # [G, N] one token per trajectory (a removed one's is meaningless)
+    tokens: torch.Tensor  # [G, N] one token per live trajectory, −1 for removed ones (as the codes record them)
     guided: torch.Tensor  # [G, N, V] the logits the tokens were drawn from (before filtering)
     records: torch.Tensor  # [G, k, N] the values of ``plan.records``, NaN where the row is not live
     leave: torch.Tensor  # [G, N] long: KEEP, the gate's BASIN or HARD_FAIL, or NON_FINITE
@@ -116,7 +116,7 @@ def advance(plan: Plan, blocks: BlockSchedule | None, st: EngineState, t: torch.
         leave = torch.where(reason != KEEP, reason, leave)
     stacked = torch.where(live[:, None, :], torch.stack(records, 1), float("nan"))
     return (EngineState(live, cfg, profile, gate, theta),
-            StepOut(tokens, guided, stacked, leave))
+            StepOut(torch.where(live, tokens, -1), guided, stacked, leave))
 
 
 def finite_rows(c: torch.Tensor | None, guided: torch.Tensor) -> torch.Tensor:

@@ -196,10 +196,10 @@ def step(co: Cohort, cond: torch.Tensor, uncond: torch.Tensor | None) -> tuple[t
     co.data[..., t].index_copy_(1, co.record_rows, out.records)  # one scatter for the step's records
     if g0.extra_signals:
         extra = extra_signals(cond.flatten(0, 1), None if uncond is None else uncond.flatten(0, 1),
-                              out.guided.flatten(0, 1), out.tokens.flatten(), g0.s.temperature)
+                              out.guided.flatten(0, 1), out.tokens.flatten().clamp_min(0), g0.s.temperature)
         for j, g in enumerate(co.groups):
             g.history.record(t, g.ids, **{k: g.live(v.view(len(co.groups), -1)[j]) for k, v in extra.items()})
-    co.codes[..., t] = torch.where(co.state.live, out.tokens, -1)
+    co.codes[..., t] = out.tokens
     if co.plan.gate is not None and t >= co.plan.clock.warmup:
         co.threshold[:, t] = co.state.theta
     leave = out.leave.tolist()  # the one read-back per step: which rows leave the batch
