@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scalingar_core.engine.confidence import ProfileState, block_schedule, profile_step  # noqa: E402
+from scalingar_core.engine.confidence import ProfileState, block_schedule, profile_step, read_logits  # noqa: E402
 from scalingar_core.engine.config import ProfileConfig  # noqa: E402
 from scalingar_core.engine.history import ring_push  # noqa: E402
 from scalingar_core.engine.loop import finite_rows  # noqa: E402
@@ -49,7 +49,8 @@ def main() -> None:
 
     def one_step():
         at = t[0] % steps
-        state[0], _ = profile_step(settings, blocks, state[0], clock[at], at, cond, uncond, cfg, live, 1.0)
+        signals = read_logits(settings, cond, uncond, cfg, 1.0)
+        state[0], _ = profile_step(settings, blocks, state[0], clock[at], at, signals, live)
         t[0] += 1
 
     def guard():

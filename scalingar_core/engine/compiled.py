@@ -17,12 +17,16 @@ RECOMPILE_LIMIT = 256
 
 
 class EagerMath:
+    compact = True  # once rows have left, the passes over the vocabulary take the live rows only
+
     @staticmethod
-    def advance(*args, at: int):
-        return advance(*args, at)
+    def advance(*args, at: int, rows=None):
+        return advance(*args, at, rows)
 
 
 class CompiledMath:
+    compact = False  # one shape from the first step to the last: removed rows stay, masked
+
     def __init__(self, backend: str = "inductor", cpu: bool = False):
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
         # on a CPU the step's small kernels cost less than the Python that launches them: inductor's C++
@@ -30,7 +34,7 @@ class CompiledMath:
         options = {"cpp_wrapper": True} if cpu and backend == "inductor" else None
         self._advance = torch.compile(advance, fullgraph=True, dynamic=False, backend=backend, options=options)
 
-    def advance(self, *args, at: int):
+    def advance(self, *args, at: int, rows=None):
         return self._advance(*args, None)
 
 

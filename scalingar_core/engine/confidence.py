@@ -249,19 +249,24 @@ PROFILE_RECORDS = ("entropy_norm", "margin", "kl", "worst_block_entropy", "s_tok
 """What :func:`profile_step` records each step, in this order."""
 
 
-def profile_step(cfg: ProfileConfig, blocks: BlockSchedule, st: ProfileState, t: torch.Tensor, at: int | None,
-                 cond: torch.Tensor, uncond: torch.Tensor, cfg_prev: torch.Tensor, live: torch.Tensor,
-                 temperature: float) -> tuple[ProfileState, list[torch.Tensor]]:
-    """Eqs. 5–8 (v1 5–12) for one step of every trajectory of a group (rows ``[N]``; ``live`` marks those
-    still decoding, the others' values are computed and ignored). ``t`` is the step as a 0-d tensor; ``at``
-    the same on the host in eager mode, None in the compiled step. Returns the new state and the values of
-    :data:`PROFILE_RECORDS`."""
-    first = t == 0
-    # eq. 5 (5): token-level signals of the sampled (guided) distribution at the previous scale (A1); eq. 7 (9)
+def read_logits(cfg: ProfileConfig, cond: torch.Tensor, uncond: torch.Tensor, cfg_prev: torch.Tensor,
+                temperature: float) -> tuple[torch.Tensor, ...]:
+    """The step's token-level signals, one per row of the logits ``[..., V]``: eq. 5 (5)'s H̄, m and c_t of
+    the sampled (guided) distribution at the previous scale (A1), its self-certainty, and eq. 7 (9)'s K."""
     if temperature != 1.0:
         cond, uncond = cond / temperature, uncond / temperature
     source = cond if cfg.entropy_source == "conditional" else guided_logits(cond, uncond, cfg_prev)
-    h_norm, margin, c_tok, self_cert, kl = logit_signals(source, cond, uncond, cfg.alpha_h, cfg.alpha_m)
+    return logit_signals(source, cond, uncond, cfg.alpha_h, cfg.alpha_m)
+
+
+def profile_step(cfg: ProfileConfig, blocks: BlockSchedule, st: ProfileState, t: torch.Tensor, at: int | None,
+                 signals: tuple[torch.Tensor, ...], live: torch.Tensor) -> tuple[ProfileState, list[torch.Tensor]]:
+    """Eqs. 5–8 (v1 5–12) for one step of every trajectory (rows ``[G, N]``; ``live`` marks those still
+    decoding, the others' values are computed and ignored) from :func:`read_logits`'s ``signals``. ``t`` is
+    the step as a 0-d tensor; ``at`` the same on the host in eager mode, None in the compiled step. Returns
+    the new state and the values of :data:`PROFILE_RECORDS`."""
+    first = t == 0
+    h_norm, margin, c_tok, self_cert, kl = signals
     s_tok = torch.where(first, c_tok, ema(st.s_tok, c_tok, cfg.lambda_tok))  # eq. 5 (6)
     # eq. 6 (7): this position's entropy joins its block, then the worst eligible blocks
     cell, count, eligible, k = blocks.at(t)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .confidence import PROFILE_RECORDS, BlockSchedule, ProfileState, given_step, profile_step
+from .confidence import PROFILE_RECORDS, BlockSchedule, ProfileState, given_step, profile_step, read_logits
 from .config import GateConfig, ProfileConfig, SchedulerConfig
 from .gate import HARD_FAIL, KEEP, GateClock, GateState, gate_step
 from .history import recent
@@ -72,24 +72,29 @@ class EngineState:
 @dataclass
 class StepOut:
     tokens: torch.Tensor  # [G, N] one token per live trajectory, −1 for removed ones (as the codes record them)
-    guided: torch.Tensor  # [G, N, V] the logits the tokens were drawn from (before filtering)
+    guided: torch.Tensor  # [G, N, V] (or the live rows' [m, V]) the logits the tokens were drawn from
     records: torch.Tensor  # [G, k, N] the values of ``plan.records``, NaN where the row is not live
     leave: torch.Tensor  # [G, N] long: KEEP, the gate's BASIN or HARD_FAIL, or NON_FINITE
 
 
 def advance(plan: Plan, blocks: BlockSchedule | None, st: EngineState, t: torch.Tensor, cond: torch.Tensor,
             uncond: torch.Tensor | None, uniforms: torch.Tensor, c_hist: torch.Tensor, i_hist: torch.Tensor,
-            given: torch.Tensor | None, at: int | None) -> tuple[EngineState, StepOut]:
+            given: torch.Tensor | None, at: int | None, rows: torch.Tensor | None = None
+            ) -> tuple[EngineState, StepOut]:
     """One step of Algorithm 1 for G groups at step ``t``. ``cond``/``uncond`` ``[G, N, V]`` (rows of removed
-    trajectories hold anything), ``uniforms`` ``[G, T, N]`` the groups' random streams, ``c_hist``/``i_hist``
-    ``[G, N, T]`` C and I recorded so far (the gate's and the scheduler's windows), ``given`` ``[G, N, T]`` C
-    traces when ``plan.observe`` is "given"."""
+    trajectories hold anything), or, with ``rows`` (the eager step once rows have left), the live rows'
+    ``[m, V]`` and their places in ``[G·N]``: the passes over the vocabulary then cost the live rows only.
+    ``uniforms`` ``[G, T, N]`` the groups' random streams, ``c_hist``/``i_hist`` ``[G, N, T]`` C and I recorded
+    so far (the gate's and the scheduler's windows), ``given`` ``[G, N, T]`` C traces when ``plan.observe``
+    is "given"."""
     live, profile = st.live, st.profile
+    pick = lambda x: x if rows is None else x.flatten().index_select(0, rows)  # noqa: E731  (the live rows)
     # Stage I: signals and state
     records: list[torch.Tensor] = []
     if plan.observe == "profile":
-        profile, records = profile_step(plan.profile, blocks, profile, t, at, cond, uncond, st.cfg, live,
-                                        plan.temperature)
+        signals = read_logits(plan.profile, cond, uncond, pick(st.cfg), plan.temperature)
+        profile, records = profile_step(plan.profile, blocks, profile, t, at,
+                                        tuple(spread(x, rows, live, 0.0) for x in signals), live)
     elif plan.observe == "given":
         profile = given_step(given, profile, t)
         records = [profile.c]
@@ -98,12 +103,14 @@ def advance(plan: Plan, blocks: BlockSchedule | None, st: EngineState, t: torch.
     if plan.scheduler is not None:
         window = recent(i_hist, profile.intrinsic, t, plan.scheduler.vol_window, at)
         cfg = next_scale(plan.scheduler, plan.base_scale, cfg, profile.d_hat, profile.r, window, padded=at is None)
-    guided = cond if uncond is None else guided_logits(cond, uncond, cfg)
+    guided = cond if uncond is None else guided_logits(cond, uncond, pick(cfg))
     u = uniforms.index_select(-2, t.view(1))[..., 0, :]
-    tokens, logprob = sample_tokens(guided, plan.temperature, plan.top_k, plan.top_p, u)
+    tokens, logprob = sample_tokens(guided, plan.temperature, plan.top_k, plan.top_p, pick(u))
+    tokens, logprob = spread(tokens, rows, live, 0), spread(logprob, rows, live, float("nan"))
     records += [cfg, logprob] if plan.observe else [cfg]
     # Stage III: non-finite rows out, then θ and the gate
-    finite = finite_rows(profile.c if profile is not None else None, guided)
+    finite = (torch.isfinite(profile.c) if profile is not None
+              else spread(finite_rows(None, guided), rows, live, True))
     leave = torch.where(live & ~finite, NON_FINITE, KEEP)
     gate, theta = st.gate, st.theta
     if plan.gate is not None:
@@ -117,6 +124,14 @@ def advance(plan: Plan, blocks: BlockSchedule | None, st: EngineState, t: torch.
     stacked = torch.where(live[:, None, :], torch.stack(records, 1), float("nan"))
     return (EngineState(live, cfg, profile, gate, theta),
             StepOut(torch.where(live, tokens, -1), guided, stacked, leave))
+
+
+def spread(values: torch.Tensor, rows: torch.Tensor | None, like: torch.Tensor, fill) -> torch.Tensor:
+    """Per-row values of the live rows (``[m]``, at ``rows`` of ``[G·N]``) as ``[G, N]``, ``fill`` elsewhere."""
+    if rows is None:
+        return values
+    return torch.full(like.shape, fill, dtype=values.dtype, device=values.device).flatten().index_copy(
+        0, rows, values).view(like.shape)
 
 
 def finite_rows(c: torch.Tensor | None, guided: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ from .confidence import block_schedule
 from .config import RunConfig
 from .gate import HARD_FAIL, KEEP, REASONS, GateClock, astuple_shallow
 from .history import TRACE_SIGNALS, TRACE_STATE, History
-from .kernel import NON_FINITE, EngineState, Plan, finite_rows  # noqa: F401  (finite_rows: re-exported)
+from .kernel import NON_FINITE, EngineState, Plan, spread, finite_rows  # noqa: F401  (finite_rows: re-exported)
 from .parts import Strategy, compose
 from .sampling import stream_table
 from .token_signals import extra_signals
@@ -190,15 +190,22 @@ def step(co: Cohort, cond: torch.Tensor, uncond: torch.Tensor | None) -> tuple[t
     following the rows kept, and those rows (indices into the cohort's current rows; None = all kept, in
     order). Advances the cohort and its groups by one step."""
     t, g0 = co.t, co.groups[0]
-    cond, uncond = _dense(co, cond, uncond)
+    compact = co.flat is not None and co.math.compact
+    if not compact:
+        cond, uncond = _dense(co, cond, uncond)
     co.state, out = co.math.advance(co.plan, co.blocks, co.state, co.clock[t], cond, uncond, co.uniforms,
-                                    co.c_hist, co.i_hist, co.given, at=t)
+                                    co.c_hist, co.i_hist, co.given, at=t, rows=co.flat if compact else None)
     co.data[..., t].index_copy_(1, co.record_rows, out.records)  # one scatter for the step's records
     if g0.extra_signals:
-        extra = extra_signals(cond.flatten(0, 1), None if uncond is None else uncond.flatten(0, 1),
-                              out.guided.flatten(0, 1), out.tokens.flatten().clamp_min(0), g0.s.temperature)
-        for j, g in enumerate(co.groups):
-            g.history.record(t, g.ids, **{k: g.live(v.view(len(co.groups), -1)[j]) for k, v in extra.items()})
+        flat = lambda x: x if compact else x.flatten(0, 1)  # noqa: E731  (one row per live trajectory, or all)
+        tokens = out.tokens.flatten()
+        extra = extra_signals(flat(cond), None if uncond is None else flat(uncond), flat(out.guided),
+                              (tokens.index_select(0, co.flat) if compact else tokens).clamp_min(0), g0.s.temperature)
+        rows = co.flat if compact else None
+        for k, v in extra.items():
+            v = spread(v, rows, co.state.live, float("nan")).view(co.state.live.shape)
+            for j, g in enumerate(co.groups):
+                g.history.record(t, g.ids, **{k: g.live(v[j])})
     co.codes[..., t] = out.tokens
     if co.plan.gate is not None and t >= co.plan.clock.warmup:
         co.threshold[:, t] = co.state.theta
