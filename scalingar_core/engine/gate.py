@@ -10,13 +10,13 @@ to drop from the batch to save their compute).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 
 from .confidence import rebound
 from .config import GateConfig
-from .history import History, RowState, recent
+from .history import History, RowState, map_fields, recent
 
 KEEP, BASIN, HARD_FAIL = 0, 1, 2
 REASONS = {BASIN: "basin", HARD_FAIL: "hard_fail"}
@@ -180,16 +180,10 @@ def gate_step(cfg: GateConfig, clock: GateClock, st: GateState, theta: torch.Ten
     if at is None or at >= clock.warmup:  # probation runs once θ exists
         advanced, basin = probation(cfg, st, t, c, c_min, r, (c < theta[..., None]) & ~hard)
         moves = acts & (t >= clock.warmup)
-        st = GateState(*(torch.where(moves, new, old) for new, old in zip(astuple_shallow(advanced),
-                                                                          astuple_shallow(st))))
+        st = map_fields(lambda new, old: torch.where(moves, new, old), advanced, st)
         reason = torch.where(moves & basin & ~hard, BASIN, reason)
     kill = guard_survivors(acts & live & (reason != KEEP), c, cfg.min_survivors, live)
     return st, theta, torch.where(kill, reason, KEEP)
-
-
-def astuple_shallow(obj) -> tuple:
-    """A dataclass's fields, not copied (``dataclasses.astuple`` deep-copies)."""
-    return tuple(getattr(obj, f.name) for f in fields(obj))
 
 
 class TerminationGate:
@@ -215,10 +209,10 @@ class TerminationGate:
         c_hist = self.history.buffers["C"]
         recent_c = recent(c_hist.index_select(0, ids), c, step, self.cfg.update_interval, t)
         one = lambda x: x[None]  # noqa: E731  (a group of one)
-        state = GateState(*map(one, astuple_shallow(self.state)))
+        state = map_fields(one, self.state)
         state, theta, reason = gate_step(self.cfg, self.clock, state, one(self.theta), step, one(c), one(c_min),
                                          one(r), one(live), torch.tensor([True]), one(recent_c), one(c_hist), t)
-        self.state, self.theta = GateState(*(x[0] for x in astuple_shallow(state))), theta[0]
+        self.state, self.theta = map_fields(lambda x: x[0], state), theta[0]
         if t >= self.warmup:
             self.history.threshold[t] = self.theta
         return reason[0]

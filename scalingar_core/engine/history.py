@@ -16,6 +16,12 @@ TRACE_SIGNALS = ("entropy_norm", "margin", "kl", "worst_block_entropy", "token_l
 TRACE_STATE = ("s_tok", "B", "I", "D", "D_hat", "C", "C_min", "R", "cfg")
 
 
+def map_fields(fn, obj, *others):
+    """A dataclass of ``obj``'s type whose every field is ``fn`` of that field of ``obj`` and of ``others``
+    (tensors are not copied, unlike ``dataclasses.astuple``)."""
+    return type(obj)(*(fn(getattr(obj, f.name), *(getattr(o, f.name) for o in others)) for f in fields(obj)))
+
+
 class RowState:
     """A dataclass of ``[n, ...]`` tensors whose rows follow the active trajectories of a group."""
 

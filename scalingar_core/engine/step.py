@@ -21,8 +21,8 @@ from . import baselines
 from .compiled import engine_math
 from .confidence import block_schedule
 from .config import RunConfig
-from .gate import HARD_FAIL, KEEP, REASONS, GateClock, astuple_shallow
-from .history import TRACE_SIGNALS, TRACE_STATE, History
+from .gate import HARD_FAIL, KEEP, REASONS, GateClock
+from .history import TRACE_SIGNALS, TRACE_STATE, History, map_fields
 from .kernel import NON_FINITE, EngineState, Plan, spread, finite_rows  # noqa: F401  (finite_rows: re-exported)
 from .parts import Strategy, compose
 from .sampling import stream_table
@@ -180,7 +180,7 @@ class Cohort:
 
     def state_of(self, j: int) -> EngineState:
         st = self.state
-        pick = lambda obj: None if obj is None else type(obj)(*(x[j] for x in astuple_shallow(obj)))  # noqa: E731
+        pick = lambda obj: None if obj is None else map_fields(lambda x: x[j], obj)  # noqa: E731
         return EngineState(st.live[j], st.cfg[j], pick(st.profile), pick(st.gate), st.theta[j])
 
 
