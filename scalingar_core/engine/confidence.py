@@ -188,9 +188,9 @@ def logit_signals(source: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor
     return h_norm, margin, c_tok, self_certainty(source.clamp_min(-1e4), lse), conditional_kl(cond, uncond)
 
 
-def fused_state(first: torch.Tensor, s_tok: torch.Tensor, block: torch.Tensor, intrinsic: torch.Tensor, kl: torch.Tensor,
-                kl_mean: torch.Tensor, kl_std: torch.Tensor, d_hat: torch.Tensor, c_min: torch.Tensor,
-                cfg: ProfileConfig) -> tuple[torch.Tensor, ...]:
+def fused_state(first: torch.Tensor, s_tok: torch.Tensor, block: torch.Tensor, intrinsic: torch.Tensor,
+                kl: torch.Tensor, kl_mean: torch.Tensor, kl_std: torch.Tensor, d_hat: torch.Tensor,
+                c_min: torch.Tensor, cfg: ProfileConfig) -> tuple[torch.Tensor, ...]:
     """v3 §4.1.1 to eq. 8 (v1 8–12) after the rolling statistics: I, D, D̂, C, C_min and R, elementwise.
     ``first`` (a 0-d bool tensor) starts the EMAs and the running minimum."""
     i_raw = intrinsic_raw(s_tok, block, cfg.w_tok, cfg.w_blk)
@@ -217,8 +217,8 @@ class ProfileState:
     block_sum: torch.Tensor  # [n, K] accumulated H̄ per block
     tok_conf_sum: torch.Tensor  # [n] Σ c_t (Best-of-N / IS intrinsic score)
     self_cert_sum: torch.Tensor  # [n] Σ self-certainty
-    worst_ring: torch.Tensor  # [L, n] rolling pool of Ē^worst, eq. 6 (7) (columns are trajectories)
-    kl_ring: torch.Tensor  # [L, n] rolling pool of K, eq. 7 (9)
+    worst_ring: torch.Tensor  # [..., L, n] rolling pool of Ē^worst, eq. 6 (7) (columns are trajectories)
+    kl_ring: torch.Tensor  # [..., L, n] rolling pool of K, eq. 7 (9)
 
     @classmethod
     def empty(cls, shape: tuple[int, ...], num_blocks: int, window: int, device) -> "ProfileState":

@@ -51,20 +51,13 @@ class History:
         """The index of ``name`` in :attr:`data`."""
         return self._slot[name]
 
-    def rows(self, names: tuple[str, ...]) -> torch.Tensor:
-        """The ``[k, 1]`` index of ``names`` in :attr:`data` (made once per tuple)."""
+    def record(self, t: int, ids: torch.Tensor, **values: torch.Tensor) -> None:
+        """Write each named ``[n]`` value of the active rows ``ids`` at step ``t``."""
+        names = tuple(values)
         rows = self._rows.get(names)
         if rows is None:
             rows = self._rows[names] = torch.tensor([self._slot[k] for k in names], device=self.data.device)[:, None]
-        return rows
-
-    def record(self, t: int, ids: torch.Tensor, **values: torch.Tensor) -> None:
-        """Write each named ``[n]`` value of the active rows ``ids`` at step ``t``."""
-        self.data[:, :, t][self.rows(tuple(values)), ids] = torch.stack(list(values.values()))
-
-    def window(self, name: str, ids: torch.Tensor, t: int, length: int) -> torch.Tensor:
-        """The last ``length`` recorded values up to step ``t`` for the active rows: ``[n, ≤length]``."""
-        return self.buffers[name][ids, max(0, t + 1 - length): t + 1]
+        self.data[:, :, t][rows, ids] = torch.stack(list(values.values()))
 
     def copy_rows(self, dest: torch.Tensor, src: torch.Tensor, upto: int) -> None:
         """Importance-sampling resample: trajectory ``dest[j]`` inherits ``src[j]``'s past."""
